@@ -1,0 +1,57 @@
+// Who is asking: HTTP Basic against passwd (bcrypt), or a bearer token.
+import { httpError } from './errors.ts';
+import { readPasswd } from './passwd.ts';
+import type { ApieRequest, Context, User } from './types.ts';
+
+const CHALLENGE = { 'WWW-Authenticate': 'Basic realm="Apie", charset="UTF-8"' };
+
+function unauthorized(message: string) {
+  return httpError(401, message, CHALLENGE);
+}
+
+// One strict pattern; anything else is simply not credentials.
+const BASIC_RE = /^Basic +([A-Za-z0-9+/]+={0,2}) *$/i;
+const BEARER_RE = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i;
+
+/** Parses Basic credentials into [name, password], or null when malformed. */
+export function parseBasic(header: string): [string, string] | null {
+  const m = BASIC_RE.exec(header);
+  if (!m || m[1].length % 4 !== 0) return null;
+  let decoded: string;
+  try {
+    decoded = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(m[1], 'base64'));
+  } catch {
+    return null;
+  }
+  const colon = decoded.indexOf(':');
+  if (colon <= 0) return null;
+  return [decoded.slice(0, colon), decoded.slice(colon + 1)];
+}
+
+/** The authenticated user of a request; 401 otherwise. */
+export async function authenticate(req: ApieRequest, ctx: Context): Promise<User> {
+  const header = req.headers.authorization;
+  if (!header) throw unauthorized('authentication required');
+  const bearer = BEARER_RE.exec(header);
+  if (bearer) {
+    const { verifyToken } = await import('./token.ts');
+    const user = verifyToken(ctx, bearer[1]);
+    if (!user) throw unauthorized('invalid or expired token');
+    return user;
+  }
+  const credentials = parseBasic(header);
+  if (!credentials) throw unauthorized('malformed Authorization header');
+  const [name, password] = credentials;
+  const passwd = readPasswd(ctx.dataDir);
+  for (const problem of passwd.problems) console.error(`apie: ${problem}`);
+  const user = passwd.users.get(name);
+  const { default: bcrypt } = await import('bcryptjs');
+  // An unknown name costs the same bcrypt work as a wrong password: no timing oracle.
+  const ok = await bcrypt.compare(password, user?.hash ?? dummyHash(ctx.config.bcryptCost));
+  if (!ok || !user) throw unauthorized('wrong user name or password');
+  return user;
+}
+
+function dummyHash(cost: number): string {
+  return `$2b$${String(cost).padStart(2, '0')}$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy`;
+}

@@ -1,0 +1,121 @@
+// The CGI front end: environment + stdin → request; response → stdout
+// (`Status:` line, headers, blank line, body). Binary-safe both ways.
+import { closeSync, openSync, read, readSync, writeSync } from 'node:fs';
+import { createContext, handle } from './app.ts';
+import { ConfigError, resolveDataDir } from './config.ts';
+import { errorResponse, httpError } from './errors.ts';
+import { REASONS } from './reasons.ts';
+import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
+
+/** Builds the request from CGI variables (RFC 3875) and stdin. */
+export function requestFromEnv(env: NodeJS.ProcessEnv): ApieRequest {
+  const headers: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) {
+    if (key.startsWith('HTTP_') && value !== undefined) headers[key.slice(5).toLowerCase().replace(/_/g, '-')] = value;
+  }
+  if (env.CONTENT_TYPE) headers['content-type'] = env.CONTENT_TYPE;
+  if (env.CONTENT_LENGTH) headers['content-length'] = env.CONTENT_LENGTH;
+  // The .htaccess rewrite fallback for old Apache hands the header over as an
+  // environment variable, renamed REDIRECT_… after an internal redirect.
+  const auth = env.HTTP_AUTHORIZATION || env.REDIRECT_HTTP_AUTHORIZATION || env.REDIRECT_REDIRECT_HTTP_AUTHORIZATION;
+  if (auth) headers.authorization = auth;
+  const https = env.HTTPS === 'on' || env.HTTPS === '1' || env.REQUEST_SCHEME === 'https';
+  const host = env.HTTP_HOST || `${env.SERVER_NAME ?? 'localhost'}:${env.SERVER_PORT ?? '80'}`;
+  const length = env.CONTENT_LENGTH ? Number(env.CONTENT_LENGTH) : undefined;
+  return {
+    method: (env.REQUEST_METHOD || 'GET').toUpperCase(),
+    path: env.PATH_INFO || '/',
+    query: new URLSearchParams(env.QUERY_STRING ?? ''),
+    headers,
+    body: readStdin(length),
+    baseUrl: `${https ? 'https' : 'http'}://${host}${env.SCRIPT_NAME ?? ''}`,
+  };
+}
+
+// Reads exactly CONTENT_LENGTH bytes (or to EOF when none was given); a body
+// that ends early is an error, so a cut-off upload never looks complete.
+async function* readStdin(length: number | undefined): AsyncGenerator<Uint8Array> {
+  let left = length ?? Infinity;
+  while (left > 0) {
+    const buf = Buffer.allocUnsafe(Math.min(left, 256 * 1024));
+    const n = await new Promise<number>((resolve, reject) => {
+      const attempt = () => read(0, buf, 0, buf.length, null, (err, bytes) => {
+        if (err && err.code === 'EAGAIN') setTimeout(attempt, 5);
+        else if (err) reject(err);
+        else resolve(bytes);
+      });
+      attempt();
+    });
+    if (n === 0) {
+      if (length === undefined) return;
+      throw httpError(400, `request body ended after ${length - left} of ${length} bytes`);
+    }
+    left -= n;
+    yield buf.subarray(0, n);
+  }
+}
+
+// stdout may be a non-blocking pipe; wait briefly when it is full.
+const pause = new Int32Array(new SharedArrayBuffer(4));
+function writeAll(data: Uint8Array): void {
+  let off = 0;
+  while (off < data.length) {
+    try {
+      off += writeSync(1, data, off, data.length - off);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      Atomics.wait(pause, 0, 0, 1);
+    }
+  }
+}
+
+/** Writes a response the way a CGI program must: Status line, headers, body. */
+export async function writeResponse(res: ApieResponse): Promise<void> {
+  const length = bodyLength(res.body);
+  if (length !== undefined && res.status !== 304 && res.headers['Content-Length'] === undefined) {
+    res.headers['Content-Length'] = length;
+  }
+  let head = `Status: ${res.status} ${REASONS[res.status] ?? ''}\r\n`;
+  for (const [k, v] of Object.entries(res.headers)) head += `${k}: ${v}\r\n`;
+  const { body } = res;
+  if (typeof body === 'string') {
+    writeAll(Buffer.from(head + '\r\n' + body));
+    return;
+  }
+  writeAll(Buffer.from(head + '\r\n'));
+  if (body instanceof Uint8Array) {
+    writeAll(body);
+  } else if (isFileBody(body)) {
+    // Synchronous reads and writes: nothing else runs, and it is the fastest path.
+    const fd = openSync(body.file, 'r');
+    try {
+      const buf = Buffer.allocUnsafe(1024 * 1024);
+      let pos = body.start;
+      while (pos <= body.end) {
+        const n = readSync(fd, buf, 0, Math.min(buf.length, body.end - pos + 1), pos);
+        if (n === 0) break;
+        writeAll(buf.subarray(0, n));
+        pos += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  } else if (body) {
+    for await (const chunk of body) writeAll(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  }
+}
+
+/** Serves the one request this process was started for. */
+export async function runCgi(): Promise<void> {
+  const req = requestFromEnv(process.env);
+  let ctx: Context | undefined;
+  let res: ApieResponse;
+  try {
+    ctx = createContext(resolveDataDir());
+  } catch (err) {
+    // A broken apie.json is the operator's problem; say which key, nothing more.
+    res = errorResponse(err instanceof ConfigError ? httpError(500, err.message) : err);
+  }
+  res ??= await handle(req, ctx!);
+  await writeResponse(res);
+}

@@ -1,0 +1,40 @@
+// apie init [DIR]: a working data directory with apie.json and an admin user.
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from '../cli.ts';
+import { defaults, loadConfig, resolveDataDir } from '../config.ts';
+import { ensureDir, writeFileAtomic } from '../fsutil.ts';
+import { formatPasswd, readPasswd } from '../passwd.ts';
+
+const octal = (mode: number) => `0${mode.toString(8)}`;
+
+/**
+ * Creates the data directory and apie.json when missing, and when passwd has
+ * no users, a user `admin` with a random password, printed once.
+ */
+export async function initDataDir(dir: string): Promise<void> {
+  ensureDir(dir, defaults.dirMode);
+  const configFile = join(dir, 'apie.json');
+  if (!existsSync(configFile)) {
+    const shown = { ...defaults, fileMode: octal(defaults.fileMode), dirMode: octal(defaults.dirMode) };
+    writeFileSync(configFile, JSON.stringify(shown, null, 2) + '\n', { mode: defaults.fileMode, flag: 'wx' });
+    console.log(`apie: created ${configFile}`);
+  }
+  const config = loadConfig(dir);
+  if (readPasswd(dir).users.size > 0) return;
+  const { randomBytes } = await import('node:crypto');
+  const { default: bcrypt } = await import('bcryptjs');
+  const password = randomBytes(12).toString('base64url');
+  const hash = await bcrypt.hash(password, config.bcryptCost);
+  writeFileAtomic(join(dir, 'passwd'), formatPasswd([{ name: 'admin', hash, info: '' }]), config.fileMode);
+  console.log(`apie: created user "admin" with password ${password}\n` +
+    '      change it with `apie user passwd admin`, add users with `apie user add NAME`');
+}
+
+export async function init(args: string[]): Promise<number> {
+  const { positionals, values } = parse(args, {});
+  const dir = positionals[0] ?? resolveDataDir(values.data as string | undefined);
+  await initDataDir(dir);
+  console.log(`apie: data directory ${dir} is ready`);
+  return 0;
+}

@@ -1,0 +1,121 @@
+// apie.json: every key optional, unknown keys and wrong types rejected by name.
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { isSea } from 'node:sea';
+
+export interface Config {
+  /** Largest accepted event request body, in bytes. */
+  maxEventBytes: number;
+  /** Largest accepted blob upload, in bytes. */
+  maxUploadBytes: number;
+  /** Mode of files Apie creates in the data directory (passwd and the secret stay 0600/0640). */
+  fileMode: number;
+  dirMode: number;
+  /** bcrypt cost of hashes Apie writes; existing hashes of any cost keep working. */
+  bcryptCost: number;
+  /** Lifetime of bearer tokens from POST /auth/token, in seconds. */
+  tokenTtlSeconds: number;
+  /** Browser origins allowed by CORS; empty means no CORS headers at all. */
+  corsOrigins: string[];
+  /** Public base URL of the content store for `url`; null means this API's /storage/. */
+  storageBaseUrl: string | null;
+  /** Whether the web server serves blobs directly as static files. */
+  storageStatic: boolean;
+}
+
+export const defaults: Config = {
+  maxEventBytes: 1024 * 1024,
+  maxUploadBytes: 2 * 1024 * 1024 * 1024,
+  fileMode: 0o640,
+  dirMode: 0o750,
+  bcryptCost: 10,
+  tokenTtlSeconds: 12 * 60 * 60,
+  corsOrigins: [],
+  storageBaseUrl: null,
+  storageStatic: false,
+};
+
+export class ConfigError extends Error {}
+
+type Check = (value: unknown, key: string) => unknown;
+
+const positiveInt: Check = (v, key) => {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw new ConfigError(`apie.json: "${key}" must be a positive integer`);
+  return v;
+};
+// Modes are written as octal strings ("0640") because JSON has no octal numbers.
+const mode: Check = (v, key) => {
+  if (typeof v === 'string' && /^0?[0-7]{3}$/.test(v)) return parseInt(v, 8);
+  throw new ConfigError(`apie.json: "${key}" must be an octal string such as "0640"`);
+};
+const checks: Record<keyof Config, Check> = {
+  maxEventBytes: positiveInt,
+  maxUploadBytes: positiveInt,
+  fileMode: mode,
+  dirMode: mode,
+  bcryptCost: (v, key) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 4 || v > 31) throw new ConfigError(`apie.json: "${key}" must be an integer from 4 to 31`);
+    return v;
+  },
+  tokenTtlSeconds: positiveInt,
+  corsOrigins: (v, key) => {
+    if (!Array.isArray(v) || !v.every((o) => typeof o === 'string' && (o === '*' || /^https?:\/\/[^/\s]+$/.test(o)))) {
+      throw new ConfigError(`apie.json: "${key}" must be a list of origins such as "https://app.example.com"`);
+    }
+    return v;
+  },
+  storageBaseUrl: (v, key) => {
+    if (v === null || (typeof v === 'string' && /^https?:\/\/\S+$/.test(v))) return typeof v === 'string' ? v.replace(/\/+$/, '') : v;
+    throw new ConfigError(`apie.json: "${key}" must be an http(s) URL or null`);
+  },
+  storageStatic: (v, key) => {
+    if (typeof v !== 'boolean') throw new ConfigError(`apie.json: "${key}" must be true or false`);
+    return v;
+  },
+};
+
+/** Validates parsed apie.json content and fills in the defaults. */
+export function parseConfig(raw: unknown): Config {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('apie.json: must hold a JSON object');
+  const config: Record<string, unknown> = { ...defaults };
+  for (const [key, value] of Object.entries(raw)) {
+    if (!Object.hasOwn(checks, key)) throw new ConfigError(`apie.json: unknown key "${key}"`);
+    config[key] = checks[key as keyof Config](value, key);
+  }
+  return config as unknown as Config;
+}
+
+/** Reads DIR/apie.json; a missing file means all defaults. */
+export function loadConfig(dataDir: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(join(dataDir, 'apie.json'), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ...defaults };
+    throw err;
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`apie.json: not valid JSON (${(err as Error).message})`);
+  }
+  return parseConfig(raw);
+}
+
+/**
+ * The data directory: APIE_DATA, then --data, then `apie-data` beside the
+ * executable (beside the working directory when run from source).
+ */
+export function resolveDataDir(flag?: string): string {
+  const fromEnv = process.env.APIE_DATA;
+  if (fromEnv) return resolve(fromEnv);
+  if (flag) return resolve(flag);
+  return join(isPackaged() ? dirname(process.execPath) : process.cwd(), 'apie-data');
+}
+
+function isPackaged(): boolean {
+  // pkg's classic executables set process.pkg; SEA ones answer node:sea.
+  if ('pkg' in process) return true;
+  return isSea();
+}

@@ -1,0 +1,75 @@
+// The route table. Handlers load lazily so a CGI request only pays for the
+// modules its path needs (bcrypt, lockfiles and crypto are not free).
+import { httpError } from './errors.ts';
+import type { Handler } from './types.ts';
+
+type Load = () => Promise<Handler>;
+interface Route {
+  pattern: RegExp;
+  methods: Record<string, Load>;
+}
+
+const root = () => import('./handlers/root.ts');
+const user = () => import('./handlers/user.ts');
+const events = () => import('./handlers/events.ts');
+const storage = () => import('./handlers/storage.ts');
+
+const routes: Route[] = [
+  { pattern: /^\/$/, methods: { GET: async () => (await root()).getRoot } },
+  { pattern: /^\/info$/, methods: { GET: async () => (await root()).getInfo } },
+  { pattern: /^\/auth\/token$/, methods: { POST: async () => (await user()).postToken } },
+  { pattern: /^\/user\/update$/, methods: { POST: async () => (await user()).postUpdate } },
+  {
+    pattern: /^\/events$/,
+    methods: {
+      GET: async () => (await events()).getEvents,
+      PUT: async () => (await events()).appendEvent,
+      POST: async () => (await events()).appendEvent,
+    },
+  },
+  { pattern: /^\/events\/verify$/, methods: { POST: async () => (await events()).verifyEvents } },
+  { pattern: /^\/events\/([^/]*)$/, methods: { GET: async () => (await events()).getEvent } },
+  { pattern: /^\/storage\/verify$/, methods: { POST: async () => (await storage()).verifyStorage } },
+  {
+    pattern: /^\/storage\/(.*)$/s,
+    methods: {
+      GET: async () => (await storage()).getBlob,
+      PUT: async () => (await storage()).putBlob,
+      POST: async () => (await storage()).putBlob,
+      DELETE: async () => (await storage()).deleteBlob,
+    },
+  },
+];
+
+export interface Match {
+  load: Load;
+  params: string[];
+}
+
+/** The Allow header value for a path, or null when no route has that path. */
+export function allowed(path: string): string | null {
+  const methods = new Set<string>();
+  for (const r of routes) {
+    if (!r.pattern.test(path)) continue;
+    for (const m of Object.keys(r.methods)) methods.add(m);
+  }
+  if (methods.size === 0) return null;
+  if (methods.has('GET')) methods.add('HEAD');
+  methods.add('OPTIONS');
+  return [...methods].join(', ');
+}
+
+/**
+ * Finds the handler for a method and path: the first route whose pattern and
+ * method both match. A path known under other methods is 405 with Allow.
+ */
+export function route(method: string, path: string): Match {
+  const lookup = method === 'HEAD' ? 'GET' : method;
+  for (const r of routes) {
+    const m = r.pattern.exec(path);
+    if (m && Object.hasOwn(r.methods, lookup)) return { load: r.methods[lookup], params: m.slice(1) };
+  }
+  const allow = allowed(path);
+  if (allow === null) throw httpError(404, `no such path: ${path}`);
+  throw httpError(405, `${method} is not allowed here; allowed: ${allow}`, { Allow: allow });
+}

@@ -1,0 +1,87 @@
+// The HTTP server front end (node:http) around the same handle() as CGI.
+import { createReadStream } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { handle } from './app.ts';
+import { errorResponse, httpError } from './errors.ts';
+import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  ctx: Context;
+  quiet?: boolean;
+}
+
+/** Builds the shared request shape from a node:http request. */
+export function requestFromHttp(req: IncomingMessage): ApieRequest {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  let path: string;
+  try {
+    path = decodeURIComponent(url.pathname);
+  } catch {
+    throw httpError(400, 'malformed percent-encoding in the path');
+  }
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+  }
+  return {
+    method: (req.method ?? 'GET').toUpperCase(),
+    path,
+    query: url.searchParams,
+    headers,
+    body: req,
+    baseUrl: `http://${req.headers.host ?? 'localhost'}`,
+  };
+}
+
+async function send(res: ServerResponse, out: ApieResponse): Promise<number> {
+  const length = bodyLength(out.body);
+  if (length !== undefined && out.status !== 304 && out.headers['Content-Length'] === undefined) out.headers['Content-Length'] = length;
+  res.writeHead(out.status, out.headers);
+  const { body } = out;
+  if (body === null || body === undefined) {
+    res.end();
+  } else if (typeof body === 'string' || body instanceof Uint8Array) {
+    res.end(body);
+  } else if (isFileBody(body)) {
+    const stream = createReadStream(body.file, { start: body.start, end: body.end });
+    await new Promise<void>((resolve) => {
+      stream.on('error', (err) => { console.error(err); res.destroy(); resolve(); });
+      res.on('close', () => { stream.destroy(); resolve(); });
+      stream.pipe(res);
+    });
+  } else {
+    // A stream of chunks (Server-Sent Events): stop when the client goes away.
+    const iterator = body[Symbol.asyncIterator]();
+    res.on('close', () => void iterator.return?.());
+    for (let next = await iterator.next(); !next.done && !res.destroyed; next = await iterator.next()) {
+      if (!res.write(next.value)) await new Promise((resolve) => res.once('drain', resolve));
+    }
+    res.end();
+  }
+  return length ?? 0;
+}
+
+/** Starts listening; resolves once the port is bound. */
+export function startServer(opts: ServerOptions): Promise<Server> {
+  const server = createServer(async (req, res) => {
+    const started = performance.now();
+    const ctx: Context = { ...opts.ctx, user: undefined, server: true };
+    let out: ApieResponse;
+    try {
+      out = await handle(requestFromHttp(req), ctx);
+    } catch (err) {
+      out = errorResponse(err);
+    }
+    const bytes = await send(res, out).catch((err) => { console.error(err); res.destroy(); return 0; });
+    if (!opts.quiet) {
+      const ms = (performance.now() - started).toFixed(1);
+      console.error(`${req.method} ${req.url} ${out.status} ${bytes} ${ms}ms ${ctx.user?.name ?? '-'}`);
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve(server));
+  });
+}

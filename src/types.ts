@@ -1,0 +1,61 @@
+// The request and response shapes shared by both front ends (CGI and server).
+import type { Config } from './config.ts';
+
+export interface ApieRequest {
+  /** Upper-case method. */
+  method: string;
+  /** Decoded path relative to the program's root: `/events/…`. */
+  path: string;
+  query: URLSearchParams;
+  /** Lower-case header names. */
+  headers: Record<string, string>;
+  /** The request body; read it at most once. */
+  body: AsyncIterable<Uint8Array>;
+  /** Absolute URL of the program's root, without a trailing slash. */
+  baseUrl: string;
+}
+
+/** A byte range of a file on disk, streamed by the front end (inclusive end). */
+export interface FileBody {
+  file: string;
+  start: number;
+  end: number;
+}
+
+export type Body = string | Uint8Array | FileBody | AsyncIterable<string | Uint8Array> | null | undefined;
+
+export interface ApieResponse {
+  status: number;
+  headers: Record<string, string | number>;
+  body?: Body;
+}
+
+export interface User {
+  name: string;
+  info: string;
+  /** The bcrypt hash from passwd; tokens are bound to it. */
+  hash: string;
+}
+
+export interface Context {
+  dataDir: string;
+  config: Config;
+  user?: User;
+  /** Set by the server front end: requests may wait in memory for events. */
+  server?: boolean;
+}
+
+export type Handler = (req: ApieRequest, ctx: Context, params: string[]) => Promise<ApieResponse> | ApieResponse;
+
+export function isFileBody(body: Body): body is FileBody {
+  return typeof body === 'object' && body !== null && 'file' in body;
+}
+
+/** The byte length of a body when it is known before sending. */
+export function bodyLength(body: Body): number | undefined {
+  if (typeof body === 'string') return Buffer.byteLength(body);
+  if (body instanceof Uint8Array) return body.byteLength;
+  if (isFileBody(body)) return body.end - body.start + 1;
+  if (body === null || body === undefined) return 0;
+  return undefined;
+}
