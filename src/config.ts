@@ -21,6 +21,11 @@ export interface Config {
   storageBaseUrl: string | null;
   /** Whether the web server serves blobs directly as static files. */
   storageStatic: boolean;
+  /**
+   * How long a lock left by a crashed writer blocks others, in seconds. A live
+   * writer refreshes its lock well within this time.
+   */
+  lockStaleSeconds: number;
 }
 
 export const defaults: Config = {
@@ -33,6 +38,7 @@ export const defaults: Config = {
   corsOrigins: [],
   storageBaseUrl: null,
   storageStatic: false,
+  lockStaleSeconds: 10,
 };
 
 export class ConfigError extends Error {}
@@ -67,6 +73,10 @@ const checks: Record<keyof Config, Check> = {
   storageBaseUrl: (v, key) => {
     if (v === null || (typeof v === 'string' && /^https?:\/\/\S+$/.test(v))) return typeof v === 'string' ? v.replace(/\/+$/, '') : v;
     throw new ConfigError(`apie.json: "${key}" must be an http(s) URL or null`);
+  },
+  lockStaleSeconds: (v, key) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 2 || v > 3600) throw new ConfigError(`apie.json: "${key}" must be an integer from 2 to 3600`);
+    return v;
   },
   storageStatic: (v, key) => {
     if (typeof v !== 'boolean') throw new ConfigError(`apie.json: "${key}" must be true or false`);

