@@ -5,7 +5,8 @@ import type { ApieRequest, Context, User } from './types.ts';
 
 const CHALLENGE = { 'WWW-Authenticate': 'Basic realm="Apie", charset="UTF-8"' };
 
-function unauthorized(message: string) {
+/** A 401 with the Basic challenge. */
+export function unauthorized(message: string) {
   return httpError(401, message, CHALLENGE);
 }
 
@@ -28,22 +29,28 @@ export function parseBasic(header: string): [string, string] | null {
   return [decoded.slice(0, colon), decoded.slice(colon + 1)];
 }
 
+/** Whether a request authenticates with a bearer token rather than a password. */
+export function viaBearer(req: ApieRequest): boolean {
+  return BEARER_RE.test(req.headers.authorization ?? '');
+}
+
 /** The authenticated user of a request; 401 otherwise. */
 export async function authenticate(req: ApieRequest, ctx: Context): Promise<User> {
   const header = req.headers.authorization;
   if (!header) throw unauthorized('authentication required');
   const bearer = BEARER_RE.exec(header);
+  const credentials = bearer ? null : parseBasic(header);
+  if (!bearer && !credentials) throw unauthorized('malformed Authorization header');
+  const passwd = readPasswd(ctx.dataDir);
+  // stderr is the server log (Apache's error log under CGI).
+  for (const problem of passwd.problems) console.error(`apie: ${problem}`);
   if (bearer) {
     const { verifyToken } = await import('./token.ts');
-    const user = verifyToken(ctx, bearer[1]);
+    const user = verifyToken(ctx.dataDir, bearer[1], (name) => passwd.users.get(name));
     if (!user) throw unauthorized('invalid or expired token');
     return user;
   }
-  const credentials = parseBasic(header);
-  if (!credentials) throw unauthorized('malformed Authorization header');
-  const [name, password] = credentials;
-  const passwd = readPasswd(ctx.dataDir);
-  for (const problem of passwd.problems) console.error(`apie: ${problem}`);
+  const [name, password] = credentials!;
   const user = passwd.users.get(name);
   const { default: bcrypt } = await import('bcryptjs');
   // An unknown name costs the same bcrypt work as a wrong password: no timing oracle.

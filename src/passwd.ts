@@ -1,7 +1,8 @@
 // The passwd file: `name:bcrypt-hash` (htpasswd -B) or `name:bcrypt-hash:info`
 // (original Apie) lines. Parsing never throws: bad lines are reported, not users.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Config } from './config.ts';
 import type { User } from './types.ts';
 
 export interface Passwd {
@@ -17,42 +18,129 @@ export function validName(name: string): boolean {
   return name.length > 0 && name.length <= 256 && !/[:\x00-\x1f\x7f]/.test(name);
 }
 
+/** Whether an info text may be stored in passwd (it ends its line, so no line breaks). */
+export function validInfo(info: string): boolean {
+  return info.length <= 1024 && !/[\x00-\x1f\x7f]/.test(info);
+}
+
+/** What is wrong with a new password (empty, or longer than the 72 bytes bcrypt reads), or null. */
+export function passwordProblem(password: string): string | null {
+  if (password === '') return 'the password must not be empty';
+  // bcrypt ignores everything after 72 bytes: refuse rather than truncate silently.
+  if (Buffer.byteLength(password) > 72) return 'the password must be at most 72 bytes (bcrypt ignores the rest)';
+  return null;
+}
+
+/** The path of DIR/passwd. */
+export function passwdPath(dataDir: string): string {
+  return join(dataDir, 'passwd');
+}
+
+interface Line {
+  raw: string;
+  user?: User;
+  /** Set for lines that are neither blank nor a user. */
+  problem?: string;
+}
+
+function parseLine(raw: string): Line {
+  const line = raw.replace(/\r$/, '');
+  if (line.trim() === '') return { raw };
+  const first = line.indexOf(':');
+  const second = first < 0 ? -1 : line.indexOf(':', first + 1);
+  const name = line.slice(0, first);
+  const hash = second < 0 ? line.slice(first + 1) : line.slice(first + 1, second);
+  const info = second < 0 ? '' : line.slice(second + 1);
+  if (first < 0 || !validName(name) || !BCRYPT_RE.test(hash)) return { raw, problem: 'not "name:bcrypt-hash[:info]"' };
+  return { raw, user: { name, hash, info } };
+}
+
 /** Parses passwd text; a malformed line lets nobody in and is listed in problems. */
 export function parsePasswd(text: string): Passwd {
+  return collect(text.split('\n').map(parseLine));
+}
+
+function collect(lines: Line[]): Passwd {
   const users = new Map<string, User>();
   const problems: string[] = [];
-  text.split('\n').forEach((raw, i) => {
-    const line = raw.replace(/\r$/, '');
-    if (line.trim() === '') return;
-    const first = line.indexOf(':');
-    const second = first < 0 ? -1 : line.indexOf(':', first + 1);
-    const name = line.slice(0, first);
-    const hash = second < 0 ? line.slice(first + 1) : line.slice(first + 1, second);
-    const info = second < 0 ? '' : line.slice(second + 1);
-    if (first < 0 || !validName(name) || !BCRYPT_RE.test(hash)) {
-      problems.push(`passwd line ${i + 1}: not "name:bcrypt-hash[:info]"`);
-    } else if (users.has(name)) {
-      problems.push(`passwd line ${i + 1}: user "${name}" appears twice; the first line counts`);
-    } else {
-      users.set(name, { name, hash, info });
+  lines.forEach(({ user, problem }, i) => {
+    if (problem) {
+      problems.push(`passwd line ${i + 1}: ${problem}`);
+    } else if (user && users.has(user.name)) {
+      problems.push(`passwd line ${i + 1}: user "${user.name}" appears twice; the first line counts`);
+    } else if (user) {
+      users.set(user.name, user);
     }
   });
   return { users, problems };
 }
 
-/** Reads DIR/passwd; a missing file has no users. */
-export function readPasswd(dataDir: string): Passwd {
+function readText(dataDir: string): string {
   try {
-    return parsePasswd(readFileSync(join(dataDir, 'passwd'), 'utf8'));
+    return readFileSync(passwdPath(dataDir), 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { users: new Map(), problems: [] };
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
     throw err;
   }
+}
+
+/** Reads DIR/passwd; a missing file has no users. */
+export function readPasswd(dataDir: string): Passwd {
+  return parsePasswd(readText(dataDir));
+}
+
+function formatUser(u: User): string {
+  return u.info ? `${u.name}:${u.hash}:${u.info}` : `${u.name}:${u.hash}`;
 }
 
 /** Formats users back into passwd text, one line each. */
 export function formatPasswd(users: Iterable<User>): string {
   let text = '';
-  for (const u of users) text += u.info ? `${u.name}:${u.hash}:${u.info}\n` : `${u.name}:${u.hash}\n`;
+  for (const u of users) text += `${formatUser(u)}\n`;
   return text;
+}
+
+/**
+ * Applies edit to the users of DIR/passwd while holding its lock, then
+ * replaces the file atomically with its mode kept. Lines that are not users
+ * (blank, malformed) stay as they are; a removed user loses every line
+ * carrying its name, so an ignored duplicate never comes to life.
+ */
+export async function updatePasswd<T>(dataDir: string, config: Config, edit: (users: Map<string, User>) => T): Promise<T> {
+  const file = passwdPath(dataDir);
+  const [{ withLock }, { writeFileAtomic }] = await Promise.all([import('./lock.ts'), import('./fsutil.ts')]);
+  return withLock(file, config, () => {
+    const lines = readText(dataDir).split('\n').map(parseLine);
+    const { users } = collect(lines);
+    const result = edit(users);
+    const out: string[] = [];
+    const written = new Set<string>();
+    for (const line of lines) {
+      const name = line.user?.name;
+      if (name === undefined) out.push(line.raw);
+      else if (!users.has(name)) continue;
+      else if (written.has(name)) out.push(line.raw);
+      else {
+        out.push(formatUser(users.get(name)!));
+        written.add(name);
+      }
+    }
+    // split('\n') leaves a final '' for a file ending in a newline: add before it.
+    const tail = out.length > 0 && out[out.length - 1] === '' ? out.pop()! : '';
+    for (const u of users.values()) if (!written.has(u.name)) out.push(formatUser(u));
+    out.push(tail);
+    let text = out.join('\n');
+    if (text !== '' && !text.endsWith('\n')) text += '\n';
+    writeFileAtomic(file, text, modeOf(file, config.fileMode & 0o770));
+    return result;
+  });
+}
+
+// The mode of an existing file, else the given one.
+function modeOf(file: string, fallback: number): number {
+  try {
+    return statSync(file).mode & 0o7777;
+  } catch {
+    return fallback;
+  }
 }

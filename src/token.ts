@@ -1,7 +1,80 @@
-// Bearer tokens (POST /auth/token). Placeholder until the authentication issue lands.
-import type { Context, User } from './types.ts';
+// Bearer tokens: `<name, base64url>.<expiry, Unix seconds>.<signature>`, the
+// signature an HMAC-SHA256 over name, expiry and the user's current password
+// hash, keyed with a secret kept in the data directory. Changing the password,
+// removing the user or rotating the secret therefore revokes every token, and
+// checking one is a file read and an HMAC: no bcrypt, no lock.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { linkSync, readFileSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from './fsutil.ts';
+import type { User } from './types.ts';
 
-/** The user a bearer token speaks for, or null. */
-export function verifyToken(_ctx: Context, _token: string): User | null {
-  return null;
+const SECRET_FILE = 'token-secret';
+const TOKEN_RE = /^([A-Za-z0-9_-]{1,400})\.(\d{1,12})\.([A-Za-z0-9_-]{43})$/;
+
+function secretPath(dataDir: string): string {
+  return join(dataDir, SECRET_FILE);
+}
+
+function newSecret(): string {
+  return `${randomBytes(32).toString('hex')}\n`;
+}
+
+// The secret, or null when none has been made yet.
+function readSecret(dataDir: string): Buffer | null {
+  try {
+    const text = readFileSync(secretPath(dataDir), 'utf8').trim();
+    // An empty or truncated secret would make tokens forgeable: refuse it.
+    if (!/^[0-9a-f]{64}$/.test(text)) throw new Error(`${SECRET_FILE} is damaged; run \`apie token rotate\``);
+    return Buffer.from(text, 'hex');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+// The secret, made on first use. Racing processes each stage a complete file
+// and link it into place; link never replaces, so exactly one wins and all use it.
+function ensureSecret(dataDir: string): Buffer {
+  const existing = readSecret(dataDir);
+  if (existing) return existing;
+  const staged = join(dataDir, `.${SECRET_FILE}.${randomBytes(6).toString('hex')}.new`);
+  writeFileAtomic(staged, newSecret(), 0o600);
+  try {
+    linkSync(staged, secretPath(dataDir));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    unlinkSync(staged);
+  }
+  return readSecret(dataDir)!;
+}
+
+/** Replaces the secret with a new random one: every token issued so far stops working. */
+export function rotateSecret(dataDir: string): void {
+  writeFileAtomic(secretPath(dataDir), newSecret(), 0o600);
+}
+
+function sign(secret: Buffer, payload: string, hash: string): Buffer {
+  return createHmac('sha256', secret).update(`${payload}\n${hash}`).digest();
+}
+
+/** A token for user valid for ttlSeconds, and when it expires. */
+export function createToken(dataDir: string, user: User, ttlSeconds: number): { token: string; expiresAt: string } {
+  const expires = Math.floor(Date.now() / 1000) + ttlSeconds;
+  const payload = `${Buffer.from(user.name).toString('base64url')}.${expires}`;
+  const signature = sign(ensureSecret(dataDir), payload, user.hash).toString('base64url');
+  return { token: `${payload}.${signature}`, expiresAt: new Date(expires * 1000).toISOString() };
+}
+
+/** The user a token speaks for (looked up by name, now), or null when it is not valid. */
+export function verifyToken(dataDir: string, token: string, find: (name: string) => User | undefined): User | null {
+  const m = TOKEN_RE.exec(token);
+  if (!m || Number(m[2]) * 1000 <= Date.now()) return null;
+  const user = find(Buffer.from(m[1], 'base64url').toString('utf8'));
+  const secret = user && readSecret(dataDir);
+  if (!user || !secret) return null;
+  // Compared as text, so a token differs from the issued one in no character at all.
+  const expected = Buffer.from(sign(secret, `${m[1]}.${m[2]}`, user.hash).toString('base64url'));
+  return timingSafeEqual(expected, Buffer.from(m[3])) ? user : null;
 }

@@ -1,7 +1,50 @@
-// POST /auth/token and POST /user/update. Placeholder until the authentication issue lands.
+// POST /auth/token and POST /user/update: the caller's token and own passwd entry.
+import { unauthorized, viaBearer } from '../auth.ts';
 import { httpError } from '../errors.ts';
+import { json, readJson } from '../http.ts';
+import { passwordProblem, updatePasswd, validInfo } from '../passwd.ts';
+import { createToken } from '../token.ts';
+import type { ApieRequest, ApieResponse, Context } from '../types.ts';
 
-export function postToken(): never {
-  throw httpError(501, 'not implemented yet');
+// A token must not mint its successor, nor change the password it is bound
+// to: a stolen token would otherwise outlive its expiry.
+function needPassword(req: ApieRequest, what: string): void {
+  if (viaBearer(req)) throw unauthorized(`${what} needs the password (Basic credentials), not a token`);
 }
-export const postUpdate = postToken;
+
+/** POST /auth/token: a bearer token for the caller (Basic credentials only). */
+export function postToken(req: ApieRequest, ctx: Context): ApieResponse {
+  needPassword(req, 'a token');
+  const issued = createToken(ctx.dataDir, ctx.user!, ctx.config.tokenTtlSeconds);
+  return json(issued, 200, { 'Cache-Control': 'no-store' });
+}
+
+/** POST /user/update {"password"?, "info"?}: changes the caller's own passwd entry. */
+export async function postUpdate(req: ApieRequest, ctx: Context): Promise<ApieResponse> {
+  const body = await readJson(req, 64 * 1024);
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw httpError(400, 'expected a JSON object {"password"?, "info"?}');
+  const { password, info, ...rest } = body as Record<string, unknown>;
+  const unknown = Object.keys(rest)[0];
+  if (unknown !== undefined) throw httpError(400, `unknown field "${unknown}"; expected "password" and/or "info"`);
+  if (password === undefined && info === undefined) throw httpError(400, 'nothing to update: give "password" and/or "info"');
+  if (password !== undefined && typeof password !== 'string') throw httpError(400, '"password" must be a string');
+  if (info !== undefined && (typeof info !== 'string' || !validInfo(info))) {
+    throw httpError(400, '"info" must be a string of at most 1024 characters without control characters');
+  }
+  let hash: string | undefined;
+  if (password !== undefined) {
+    needPassword(req, 'changing the password');
+    const problem = passwordProblem(password);
+    if (problem) throw httpError(400, problem);
+    // Hashed before taking the lock: bcrypt is the slow part.
+    const { default: bcrypt } = await import('bcryptjs');
+    hash = await bcrypt.hash(password, ctx.config.bcryptCost);
+  }
+  const name = ctx.user!.name;
+  await updatePasswd(ctx.dataDir, ctx.config, (users) => {
+    const user = users.get(name);
+    if (!user) throw unauthorized('this user no longer exists');
+    users.set(name, { ...user, hash: hash ?? user.hash, info: info ?? user.info });
+  });
+  return json({ status: 'ok' });
+}
