@@ -113,9 +113,10 @@ export function contentDisposition(name: string, disposition = 'attachment'): st
 const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, Content-Digest, If-Match, If-None-Match, Last-Event-ID, Range, X-Apie-Hash';
 const CORS_EXPOSE_HEADERS = 'ETag, X-Apie-Hash, X-Apie-Count, Link, Content-Range, Content-Disposition, Location';
 
-/** CORS headers for an allowed Origin, none otherwise. */
+/** CORS headers for an allowed Origin, none otherwise (but Vary, once any origin is allowed). */
 export function corsHeaders(origin: string | undefined, allowed: string[]): Record<string, string> {
-  if (!origin || !(allowed.includes(origin) || allowed.includes('*'))) return {};
+  // The answer depends on Origin whenever CORS is configured: caches must know.
+  if (!origin || !(allowed.includes(origin) || allowed.includes('*'))) return allowed.length ? { Vary: 'Origin' } : {};
   return {
     'Access-Control-Allow-Origin': origin,
     'Access-Control-Allow-Credentials': 'true',
