@@ -51,6 +51,7 @@ t('should create a working data directory with init, with an admin user that can
     const password = /password (\S+)/.exec(r.stdout)?.[1];
     assert.ok(password, r.stdout);
     assert.ok(existsSync(join(dir, 'apie.json')));
+    assert.match(readFileSync(join(dir, '.htaccess'), 'utf8'), /Require all denied/);
     // Modes from the defaults: readable by owner and group, not world.
     assert.is(fileMode(join(dir, 'passwd')), 0o640);
     assert.is(fileMode(dir), 0o750);
