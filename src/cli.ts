@@ -56,6 +56,7 @@ const commands: Record<string, () => Promise<Command>> = {
 
 /** Runs the command line; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  if (process.env.APIE_SERVE_WORKER !== undefined) return (await import('./commands/serve.ts')).serveWorker();
   const [name, ...rest] = argv;
   if (name === '--version' || name === '-v') {
     console.log(`Apie ${VERSION} (Node ${process.version})`);

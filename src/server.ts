@@ -63,11 +63,14 @@ async function send(res: ServerResponse, out: ApieResponse): Promise<number> {
   return length ?? 0;
 }
 
+// Ends long polls and event streams when the server stops.
+const shutdown = new AbortController();
+
 /** Starts listening; resolves once the port is bound. */
 export function startServer(opts: ServerOptions): Promise<Server> {
   const server = createServer(async (req, res) => {
     const started = performance.now();
-    const ctx: Context = { ...opts.ctx, user: undefined, server: true };
+    const ctx: Context = { ...opts.ctx, user: undefined, server: true, shutdown: shutdown.signal };
     let out: ApieResponse;
     try {
       out = await handle(requestFromHttp(req), ctx);
@@ -80,8 +83,27 @@ export function startServer(opts: ServerOptions): Promise<Server> {
       console.error(`${req.method} ${req.url} ${out.status} ${bytes} ${ms}ms ${ctx.user?.name ?? '-'}`);
     }
   });
+  // A stalled client is dropped after 75 s of silence (longer than the longest
+  // long poll, 60 s; event streams send heartbeats); headers must come in 20 s.
+  server.timeout = 75_000;
+  server.headersTimeout = 20_000;
+  // Uploads of gigabytes may take long: no limit on the whole request.
+  server.requestTimeout = 0;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve(server));
+  });
+}
+
+/**
+ * Stops accepting, lets in-flight requests finish (at most `graceMs`), ends
+ * long polls and event streams, and resolves when every connection is closed.
+ */
+export function stopServer(server: Server, graceMs = 10_000): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    shutdown.abort();
+    server.closeIdleConnections();
+    setTimeout(() => server.closeAllConnections(), graceMs).unref();
   });
 }

@@ -43,6 +43,8 @@ export interface Context {
   user?: User;
   /** Set by the server front end: requests may wait in memory for events. */
   server?: boolean;
+  /** Aborted when the server stops: long polls and event streams end early. */
+  shutdown?: AbortSignal;
 }
 
 export type Handler = (req: ApieRequest, ctx: Context, params: string[]) => Promise<ApieResponse> | ApieResponse;

@@ -6,6 +6,16 @@ import { defaults, loadConfig, resolveDataDir } from '../config.ts';
 import { ensureDir, writeFileAtomic } from '../fsutil.ts';
 import { formatPasswd, readPasswd } from '../passwd.ts';
 
+const DENY_ALL = `# Apie data: never served by the web server.
+<IfModule mod_authz_core.c>
+  Require all denied
+</IfModule>
+<IfModule !mod_authz_core.c>
+  Order allow,deny
+  Deny from all
+</IfModule>
+`;
+
 const octal = (mode: number) => `0${mode.toString(8)}`;
 
 /**
@@ -19,6 +29,11 @@ export async function initDataDir(dir: string): Promise<void> {
     const shown = { ...defaults, fileMode: octal(defaults.fileMode), dirMode: octal(defaults.dirMode) };
     writeFileSync(configFile, JSON.stringify(shown, null, 2) + '\n', { mode: defaults.fileMode, flag: 'wx' });
     console.log(`apie: created ${configFile}`);
+  }
+  // In case the data directory ends up inside a web root: Apache serves nothing from it.
+  const htaccess = join(dir, '.htaccess');
+  if (!existsSync(htaccess)) {
+    writeFileSync(htaccess, DENY_ALL, { mode: 0o644 });
   }
   const config = loadConfig(dir);
   if (readPasswd(dir).users.size > 0) return;

@@ -1,9 +1,23 @@
-// apie serve: the HTTP server on a data directory (created on first run).
+// apie serve: the HTTP server on a data directory (created on first run),
+// in one process or as N node:cluster workers sharing the port.
+import { availableParallelism } from 'node:os';
 import { createContext } from '../app.ts';
 import { parse, UsageError } from '../cli.ts';
 import { resolveDataDir } from '../config.ts';
-import { startServer } from '../server.ts';
+import { startServer, stopServer } from '../server.ts';
 import { initDataDir } from './init.ts';
+
+interface Options {
+  host: string;
+  port: number;
+  workers: number;
+  quiet: boolean;
+  dataDir: string;
+}
+
+// A worker gets its options from the primary in the environment: a single
+// executable cannot be handed a script path and argv the way `node x.js` can.
+const WORKER_ENV = 'APIE_SERVE_WORKER';
 
 export async function serve(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
@@ -15,17 +29,71 @@ export async function serve(args: string[]): Promise<number> {
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a port number, not "${values.port}"`);
-  const dataDir = resolveDataDir(values.data as string | undefined);
-  await initDataDir(dataDir);
-  const ctx = createContext(dataDir);
-  const server = await startServer({ host: values.host as string, port, ctx, quiet: values.quiet as boolean });
+  const workers = values.workers === undefined ? availableParallelism() : Number(values.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new UsageError(`--workers must be a whole number from 1 to 256, not "${values.workers}"`);
+  const opts: Options = { host: values.host as string, port, workers, quiet: values.quiet as boolean, dataDir: resolveDataDir(values.data as string | undefined) };
+  await initDataDir(opts.dataDir);
+  return workers > 1 ? primary(opts) : run(opts, false);
+}
+
+/** Runs one cluster worker with the options its primary gave it. */
+export function serveWorker(): Promise<number> {
+  return run(JSON.parse(process.env[WORKER_ENV]!), true);
+}
+
+async function run(opts: Options, worker: boolean): Promise<number> {
+  const server = await startServer({ host: opts.host, port: opts.port, ctx: createContext(opts.dataDir), quiet: opts.quiet });
   const address = server.address();
-  const bound = typeof address === 'object' && address ? address.port : port;
-  console.log(`apie: listening on http://${values.host}:${bound}/ (data: ${dataDir})`);
+  const bound = typeof address === 'object' && address ? address.port : opts.port;
+  if (!worker) console.log(`apie: listening on http://${opts.host}:${bound}/ (data: ${opts.dataDir})`);
   await new Promise<void>((resolve) => {
-    const stop = () => server.close(() => resolve());
+    const stop = () => void stopServer(server).then(resolve);
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    // The primary stops a worker by disconnecting it.
+    if (worker) process.once('disconnect', stop);
+  });
+  return 0;
+}
+
+async function primary(opts: Options): Promise<number> {
+  const { default: cluster } = await import('node:cluster');
+  // Port 0 would give every worker a port of its own: pick one for all.
+  if (opts.port === 0) opts = { ...opts, port: await freePort(opts.host) };
+  const env = { [WORKER_ENV]: JSON.stringify(opts) };
+  cluster.setupPrimary({ args: [] });
+  const forks = Array.from({ length: opts.workers }, () => cluster.fork(env));
+  await Promise.all(forks.map((w) => new Promise<void>((resolve, reject) => {
+    w.once('listening', () => resolve());
+    w.once('exit', (code) => reject(new Error(`a worker exited with status ${code} before listening`)));
+  })));
+  console.log(`apie: listening on http://${opts.host}:${opts.port}/ with ${opts.workers} workers (data: ${opts.dataDir})`);
+  let stopping = false;
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) return;
+    // A crashed worker is replaced: its in-flight requests are lost, nothing on disk is.
+    console.error(`apie: worker ${worker.process.pid} exited (${signal ?? code}); starting another`);
+    cluster.fork(env);
+  });
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      stopping = true;
+      for (const w of Object.values(cluster.workers ?? {})) w?.disconnect();
+      const check = () => (Object.keys(cluster.workers ?? {}).length === 0 ? resolve() : setTimeout(check, 20));
+      check();
+    };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
   return 0;
+}
+
+async function freePort(host: string): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer().once('error', reject).listen(0, host, () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
 }
