@@ -72,8 +72,9 @@ async function readPassword(prompt: string): Promise<string> {
 // Raw mode: keys arrive one by one and nothing is echoed.
 function promptHidden(prompt: string): Promise<string> {
   const stdin = process.stdin;
-  process.stderr.write(prompt);
+  // Echo goes off before the prompt shows, so nothing typed after it is echoed.
   stdin.setRawMode(true);
+  process.stderr.write(prompt);
   stdin.setEncoding('utf8');
   stdin.resume();
   return new Promise((resolve, reject) => {
