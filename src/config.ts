@@ -95,6 +95,12 @@ export function parseConfig(raw: unknown): Config {
   return config as unknown as Config;
 }
 
+/** The configuration as apie.json spells it (modes as octal strings). */
+export function configJson(config: Config): Record<string, unknown> {
+  const octal = (mode: number) => `0${mode.toString(8)}`;
+  return { ...config, fileMode: octal(config.fileMode), dirMode: octal(config.dirMode) };
+}
+
 /** Reads DIR/apie.json; a missing file means all defaults. */
 export function loadConfig(dataDir: string): Config {
   let text: string;

@@ -1,5 +1,5 @@
 // Durable file primitives: atomic replace, fsync of files and directories.
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync, chmodSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -21,7 +21,8 @@ export function ensureDir(dir: string, mode: number): void {
 /**
  * Replaces a file atomically: writes a temporary file beside it, fsyncs it,
  * renames it over the old one and fsyncs the directory. Readers see the old
- * content or the new, never a mix.
+ * content or the new, never a mix. Run as root, the file keeps its owner
+ * (a new one gets the directory's), so the web server can still read it.
  */
 export function writeFileAtomic(file: string, data: string | Uint8Array, mode: number): void {
   const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
@@ -38,6 +39,18 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
   }
   closeSync(fd);
   chmodSync(tmp, mode);
+  if (process.getuid?.() === 0) {
+    const owner = statOrNull(file) ?? statSync(dirname(file));
+    chownSync(tmp, owner.uid, owner.gid);
+  }
   renameSync(tmp, file);
   fsyncDir(dirname(file));
+}
+
+function statOrNull(file: string): Stats | null {
+  try {
+    return statSync(file);
+  } catch {
+    return null;
+  }
 }

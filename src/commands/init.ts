@@ -2,7 +2,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from '../cli.ts';
-import { defaults, loadConfig, resolveDataDir } from '../config.ts';
+import { configJson, defaults, loadConfig, resolveDataDir } from '../config.ts';
 import { ensureDir, writeFileAtomic } from '../fsutil.ts';
 import { formatPasswd, readPasswd } from '../passwd.ts';
 
@@ -16,8 +16,6 @@ const DENY_ALL = `# Apie data: never served by the web server.
 </IfModule>
 `;
 
-const octal = (mode: number) => `0${mode.toString(8)}`;
-
 /**
  * Creates the data directory and apie.json when missing, and when passwd has
  * no users, a user `admin` with a random password, printed once.
@@ -26,8 +24,7 @@ export async function initDataDir(dir: string): Promise<void> {
   ensureDir(dir, defaults.dirMode);
   const configFile = join(dir, 'apie.json');
   if (!existsSync(configFile)) {
-    const shown = { ...defaults, fileMode: octal(defaults.fileMode), dirMode: octal(defaults.dirMode) };
-    writeFileSync(configFile, JSON.stringify(shown, null, 2) + '\n', { mode: defaults.fileMode, flag: 'wx' });
+    writeFileSync(configFile, JSON.stringify(configJson(defaults), null, 2) + '\n', { mode: defaults.fileMode, flag: 'wx' });
     console.log(`apie: created ${configFile}`);
   }
   // In case the data directory ends up inside a web root: Apache serves nothing from it.

@@ -1,4 +1,5 @@
 // GET / and GET /info.
+import { configJson } from '../config.ts';
 import { json } from '../http.ts';
 import type { ApieResponse, Context } from '../types.ts';
 import { VERSION } from '../version.ts';
@@ -13,6 +14,6 @@ export function getInfo(_req: unknown, ctx: Context): ApieResponse {
   return json({
     version: VERSION,
     auth: { user: user ? { email: user.name, info: user.info } : null },
-    config,
+    config: configJson(config),
   });
 }
