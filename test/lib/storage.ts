@@ -39,7 +39,10 @@ export function patternHash(size: number, seed: number): string {
 
 /** pattern(size, seed) in one buffer, for small sizes. */
 export function patternBytes(size: number, seed: number): Buffer {
-  return Buffer.concat([...pattern(size, seed)].map((b) => Buffer.from(b)));
+  const out = Buffer.allocUnsafe(size);
+  let off = 0;
+  for (const b of pattern(size, seed)) off += b.copy(out, off);
+  return out;
 }
 
 export interface RawOptions {
