@@ -37,22 +37,33 @@ export function requestFromEnv(env: NodeJS.ProcessEnv): ApieRequest {
 async function* readStdin(length: number | undefined): AsyncGenerator<Uint8Array> {
   let left = length ?? Infinity;
   while (left > 0) {
+    // Each chunk fills its own buffer (a pipe hands over 64 KiB a read): large
+    // writes downstream, and a consumer may free a chunk's memory outright.
     const buf = Buffer.allocUnsafe(Math.min(left, 256 * 1024));
-    const n = await new Promise<number>((resolve, reject) => {
-      const attempt = () => read(0, buf, 0, buf.length, null, (err, bytes) => {
-        if (err && err.code === 'EAGAIN') setTimeout(attempt, 5);
-        else if (err) reject(err);
-        else resolve(bytes);
-      });
-      attempt();
-    });
-    if (n === 0) {
-      if (length === undefined) return;
+    let filled = 0;
+    while (filled < buf.length) {
+      const n = await readSome(buf, filled);
+      if (n === 0) break;
+      filled += n;
+    }
+    if (filled === 0 && length === undefined) return;
+    left -= filled;
+    if (filled < buf.length && length !== undefined) {
       throw httpError(400, `request body ended after ${length - left} of ${length} bytes`);
     }
-    left -= n;
-    yield buf.subarray(0, n);
+    yield filled === buf.length ? buf : buf.subarray(0, filled);
   }
+}
+
+function readSome(buf: Buffer, offset: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const attempt = () => read(0, buf, offset, buf.length - offset, null, (err, bytes) => {
+      if (err && err.code === 'EAGAIN') setTimeout(attempt, 5);
+      else if (err) reject(err);
+      else resolve(bytes);
+    });
+    attempt();
+  });
 }
 
 // stdout may be a non-blocking pipe; wait briefly when it is full.

@@ -1,9 +1,107 @@
-// The content store. Placeholder until the content-store issue lands.
+// The content store over HTTP: upload, download (ranges, conditional), delete, verify.
+import * as store from '../blobstore.ts';
 import { httpError } from '../errors.ts';
+import { contentDisposition, hashHeaders, json, noneMatch, notModified, parseEtags, parseHash, parseRange } from '../http.ts';
+import type { ApieRequest, ApieResponse, Context } from '../types.ts';
 
-export function getBlob(): never {
-  throw httpError(501, 'not implemented yet');
+const CACHE = 'private, max-age=31536000, immutable';
+const OCTETS = 'application/octet-stream';
+// type/subtype with optional parameters, visible ASCII only.
+const MEDIA_TYPE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*;[\x20-\x7e]*)?$/;
+
+const STATUS: Record<store.StoreErrorReason, number> = { 'invalid-name': 400, mismatch: 400, 'too-large': 413, 'not-found': 404 };
+
+// Store failures become HTTP errors here, and only here.
+async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof store.StoreError) throw httpError(STATUS[err.reason], err.message);
+    throw err;
+  }
 }
-export const putBlob = getBlob;
-export const deleteBlob = getBlob;
-export const verifyStorage = getBlob;
+
+/** PUT/POST /storage/NAME: streams the body into the store. */
+export async function putBlob(req: ApieRequest, ctx: Context, params: string[]): Promise<ApieResponse> {
+  const name = params[0];
+  const limit = ctx.config.maxUploadBytes;
+  // Refuse before reading a byte when the sender says it is too big.
+  if (Number(req.headers['content-length']) > limit) throw httpError(413, `upload is over the limit of ${limit} bytes`);
+  const contentType = req.headers['content-type']?.trim() || OCTETS;
+  if (!MEDIA_TYPE.test(contentType) || contentType.length > 255) throw httpError(400, 'Content-Type must be a media type such as image/png');
+  const blob = await storeCall(() => store.putBlob(ctx.dataDir, ctx.config, req.body, { name, contentType, limit, expected: expectedHash(req) }));
+  const { storageBaseUrl, storageStatic } = ctx.config;
+  // A statically served store is addressed by the blob's path under it; the API by the hash.
+  const url = storageBaseUrl && storageStatic
+    ? `${storageBaseUrl}/${store.staticPath(blob.hash)}`
+    : `${storageBaseUrl ?? `${req.baseUrl}/storage`}/${blob.hash}`;
+  return json({ status: 'ok', hash: blob.hash, url, size: blob.size, contentType: blob.contentType }, 200, hashHeaders(blob.hash));
+}
+
+// The hash the sender claims, from Content-Digest (RFC 9530) and/or X-Apie-Hash.
+function expectedHash(req: ApieRequest): string | undefined {
+  let fromDigest: string | undefined;
+  const digest = req.headers['content-digest'];
+  if (digest !== undefined) {
+    // Other algorithms may be listed too; only sha-256 is checked.
+    const m = /(?:^|,)\s*sha-256\s*=\s*:([A-Za-z0-9+/]*={0,2}):\s*(?:[;,]|$)/.exec(digest);
+    if (m) {
+      const bytes = Buffer.from(m[1], 'base64');
+      if (bytes.length !== 32 || bytes.toString('base64') !== m[1]) throw httpError(400, 'Content-Digest: sha-256 must be 32 bytes in base64, as in sha-256=:…:');
+      fromDigest = bytes.toString('hex');
+    }
+  }
+  const header = req.headers['x-apie-hash'];
+  const fromHeader = header === undefined ? undefined : parseHash(header.trim(), 'X-Apie-Hash');
+  if (fromDigest && fromHeader && fromDigest !== fromHeader) throw httpError(400, 'Content-Digest and X-Apie-Hash name different hashes');
+  return fromDigest ?? fromHeader;
+}
+
+/** GET/HEAD /storage/H: the bytes, whole or one range, streamed from disk. */
+export function getBlob(req: ApieRequest, ctx: Context, params: string[]): ApieResponse {
+  const hash = parseHash(params[0]);
+  const found = store.findBlob(ctx.dataDir, hash);
+  if (!found) throw httpError(404, 'no such blob');
+  const { info, file } = found;
+  if (noneMatch(req, hash)) return notModified(hash, { 'Cache-Control': CACHE });
+  const headers: Record<string, string | number> = {
+    'Content-Type': info.contentType,
+    ...hashHeaders(hash),
+    'Cache-Control': CACHE,
+    'Content-Disposition': info.name ? contentDisposition(info.name) : 'attachment',
+    'Accept-Ranges': 'bytes',
+    // Uploaded HTML must never run as a page of this origin.
+    'X-Content-Type-Options': 'nosniff',
+  };
+  let range = null;
+  // If-Range with another entity tag means "send it all" (RFC 9110 13.1.5).
+  const ifRange = req.headers['if-range'];
+  if (ifRange === undefined || matches(ifRange, hash)) range = parseRange(req.headers.range, info.size);
+  if (info.size === 0) return { status: 200, headers, body: '' };
+  if (!range) return { status: 200, headers, body: { file, start: 0, end: info.size - 1 } };
+  const [start, end] = range;
+  headers['Content-Range'] = `bytes ${start}-${end}/${info.size}`;
+  return { status: 206, headers, body: { file, start, end } };
+}
+
+function matches(ifRange: string, hash: string): boolean {
+  try {
+    return parseEtags(ifRange).includes(hash);
+  } catch {
+    return false; // a date or something else: not this entity tag
+  }
+}
+
+/** DELETE /storage/H. */
+export async function deleteBlob(_req: ApieRequest, ctx: Context, params: string[]): Promise<ApieResponse> {
+  const hash = parseHash(params[0]);
+  await storeCall(() => store.deleteBlob(ctx.dataDir, ctx.config, hash));
+  return json({ status: 'ok' });
+}
+
+/** POST /storage/verify: re-hashes every blob. */
+export async function verifyStorage(_req: ApieRequest, ctx: Context): Promise<ApieResponse> {
+  const { count, corrupt } = await store.verifyBlobs(ctx.dataDir, ctx.config);
+  if (corrupt.length) throw httpError(500, `${corrupt.length} of ${count} blobs are corrupt: ${corrupt.join('; ')}`);
+  return json({ status: 'ok', count });
+}
