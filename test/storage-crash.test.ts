@@ -148,8 +148,9 @@ function startCgiUpload(dataDir: string, size: number, seed: number, sent: numbe
   });
 
   t('should show no partial blob after kill -9 of the server mid-upload', async ({ site }) => {
-    // A second server on the same data directory, to be killed.
-    const victim = await startServe(site.dataDir, ['--quiet']);
+    // A second server on the same data directory, to be killed: one process,
+    // so the process killed is the one writing the upload.
+    const victim = await startServe(site.dataDir, ['--quiet', '--workers', '1']);
     const url = new URL(victim.base);
     const req = httpRequest({ host: url.hostname, port: url.port, method: 'PUT', path: '/storage/partial.bin', headers: { Authorization: basic(ALICE), 'Content-Length': String(24 * CHUNK) } });
     req.on('error', () => {});

@@ -1,16 +1,9 @@
 // What authentication costs a CGI request: `GET /info` with Basic auth at
 // bcrypt cost 5 and 10, and with a bearer token (an HMAC, no bcrypt), each
 // against the embedded Node runtime's bare start-up (`node -e 0`).
-import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { EXE, NODE, basicAuth, cgiEnv, dataDir, medians, type Row } from './lib.ts';
-
-function token(data: string): string {
-  const r = spawnSync(EXE, [], { env: cgiEnv(data, 'POST', '/auth/token', { Authorization: basicAuth() }), encoding: 'utf8' });
-  const body = r.stdout.slice(r.stdout.indexOf('\r\n\r\n') + 4);
-  return JSON.parse(body).token;
-}
+import { EXE, NODE, basicAuth, bearerAuth, cgiEnv, dataDir, medians, type Row } from './lib.ts';
 
 export async function run(): Promise<Row[]> {
   const cost5 = dataDir({}, undefined, 5);
@@ -20,7 +13,7 @@ export async function run(): Promise<Row[]> {
     { name: 'node', command: `${NODE} -e 0` },
     { name: 'basic5', command: EXE, env: info(cost5, basicAuth()) },
     { name: 'basic10', command: EXE, env: info(cost10, basicAuth()) },
-    { name: 'bearer', command: EXE, env: info(cost10, `Bearer ${token(cost10)}`) },
+    { name: 'bearer', command: EXE, env: info(cost10, bearerAuth(cost10)) },
   ], 40, 5);
   for (const d of [cost5, cost10]) rmSync(dirname(d), { recursive: true, force: true });
   const baseline = { what: 'node -e 0', value: m.get('node')! };

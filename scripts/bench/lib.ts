@@ -78,6 +78,13 @@ export function cgiEnv(data: string, method: string, pathAndQuery: string, heade
   return env;
 }
 
+/** A bearer token from POST /auth/token: how a client avoids bcrypt on every CGI request. */
+export function bearerAuth(data: string): string {
+  const r = spawnSync(EXE, [], { env: cgiEnv(data, 'POST', '/auth/token', { Authorization: basicAuth() }), encoding: 'utf8' });
+  const body = r.stdout.slice(r.stdout.indexOf('\r\n\r\n') + 4);
+  return `Bearer ${JSON.parse(body).token}`;
+}
+
 export function basicAuth(user = 'bench@example.com', password = 'bench'): string {
   return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 }
