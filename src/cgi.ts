@@ -100,7 +100,8 @@ export async function writeResponse(res: ApieResponse): Promise<void> {
     // Synchronous reads and writes: nothing else runs, and it is the fastest path.
     const fd = openSync(body.file, 'r');
     try {
-      const buf = Buffer.allocUnsafe(1024 * 1024);
+      // 128 KiB: measured fastest for page cache → pipe copies (cache-sized).
+      const buf = Buffer.allocUnsafe(128 * 1024);
       let pos = body.start;
       while (pos <= body.end) {
         const n = readSync(fd, buf, 0, Math.min(buf.length, body.end - pos + 1), pos);
