@@ -42,7 +42,8 @@ export interface AppendRequest {
 
 export type AppendResult =
   | { outcome: 'appended' | 'existing'; event: StoredEvent }
-  | { outcome: 'conflict' | 'precondition-failed'; message: string };
+  | { outcome: 'conflict'; message: string }
+  | { outcome: 'precondition-failed'; message: string; lastHash: string };
 
 /** The log is damaged at `position` (1-based event number); the message says how. */
 export class LogCorrupt extends Error {
@@ -419,7 +420,7 @@ class LogWriter extends LogReader {
         continue;
       }
       if (ifMatch && !ifMatch.includes('*') && !ifMatch.includes(last)) {
-        results.push({ outcome: 'precondition-failed', message: `the log's last hash is ${last}, not the one in If-Match` });
+        results.push({ outcome: 'precondition-failed', message: `the log's last hash is ${last}, not the one in If-Match`, lastHash: last });
         continue;
       }
       const json = Buffer.from(JSON.stringify({

@@ -178,6 +178,7 @@ for (const fe of FRONT_ENDS) {
       const r = await put(ctx.site, { eventType: 'if-match', body: 'stale' }, { 'If-Match': `"${wrong}"` });
       assert.is(r.status, 412);
       assert.is(r.json().status, 'error');
+      assert.is(r.headers['x-apie-hash'], before.hash); // the current last hash, for a retry
     }
     assert.is((await put(ctx.site, { eventType: 'x', body: 1 }, { 'If-Match': 'nonsense' })).status, 400);
     assert.equal(await logHead(ctx.site), before);

@@ -173,7 +173,9 @@ export async function appendEvent(req: ApieRequest, ctx: Context): Promise<ApieR
     createdAt: new Date().toISOString(),
   };
   const [result] = await appendEvents(ctx.dataDir, ctx.config, [{ event, ifMatch }]).catch(damaged);
-  if ('message' in result) throw httpError(result.outcome === 'conflict' ? 409 : 412, result.message);
+  if (result.outcome === 'conflict') throw httpError(409, result.message);
+  // The current last hash comes with a 412, so a client can retry without a HEAD.
+  if (result.outcome === 'precondition-failed') throw httpError(412, result.message, hashHeaders(result.lastHash));
   const hash = result.event.hash;
   return { status: 200, headers: { 'Content-Type': 'application/json', ...hashHeaders(hash) }, body: eventBody(result.event) };
 }
