@@ -206,6 +206,7 @@ export class LogReader {
     const hash = buf.toString('latin1', 0, 64);
     const length = Number(buf.toString('latin1', 65, nl));
     if (nl < 66 || !HASH_RE.test(hash) || !Number.isSafeInteger(length)) throw new LogCorrupt(seq, 'record header is damaged');
+    if (!hashKey(hash).equals(entry.hashKey)) throw new LogCorrupt(seq, 'offsets entry does not match its record');
     const start = entry.offset + nl + 1;
     return { hash, offset: entry.offset, start, end: start + length + 1 };
   }
@@ -229,6 +230,7 @@ export class LogReader {
     return entries.map((e, i) => {
       const r = parseRecord(buf, e.offset - start);
       if (!r) throw new LogCorrupt(first + i, 'record is damaged');
+      if (!hashKey(r.hash).equals(e.hashKey)) throw new LogCorrupt(first + i, 'offsets entry does not match its record');
       return { seq: first + i, hash: r.hash, json: r.json };
     });
   }
@@ -463,7 +465,6 @@ class LogWriter extends LogReader {
         const seq = first + i;
         if (entries[i].offset !== expect) throw new LogCorrupt(seq, 'offsets entry does not point at its record');
         if (this.sha(prev, e.json) !== e.hash) throw new LogCorrupt(seq, 'hash does not match the previous hash and the stored bytes');
-        if (!hashKey(e.hash).equals(entries[i].hashKey)) throw new LogCorrupt(seq, 'offsets entry names another hash');
         const id = objectEventId(e.json, seq);
         if (!(id === undefined ? NO_ID : idKey(id)).equals(entries[i].idKey)) throw new LogCorrupt(seq, 'offsets entry names another eventId');
         if (tableOk && (!this.tableHas(hashKey(e.hash), KIND_HASH, seq) || (id !== undefined && !this.tableHas(idKey(id), KIND_ID, seq)))) tableOk = false;
