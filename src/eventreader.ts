@@ -23,10 +23,10 @@ export class LogCorrupt extends Error {
   }
 }
 
-export const HASH_RE = /^[0-9a-f]{64}$/;
+const HASH_RE = /^[0-9a-f]{64}$/;
 export const NL = 0x0a;
 // Longest record header: 64 hex, a space, up to 15 digits, a newline.
-export const MAX_HEADER = 81;
+const MAX_HEADER = 81;
 
 /** The directory of the event log inside a data directory. */
 export function eventsDir(dataDir: string): string {
@@ -87,7 +87,7 @@ export function objectEventId(json: Buffer, seq: number): string | undefined {
   return typeof value.eventId === 'string' ? value.eventId : undefined;
 }
 
-export function openIfExists(file: string, flags: string): number | undefined {
+function openIfExists(file: string, flags: string): number | undefined {
   try {
     return openSync(file, flags);
   } catch (err) {
