@@ -1,6 +1,33 @@
-// apie verify: placeholder until the authentication issue lands.
-import { CliError } from '../cli.ts';
+// apie verify: checks passwd, the event chain and the content store; restores
+// file modes and repairs what a crash left behind. Exit code 1 when anything is wrong.
+import { parse, UsageError } from '../cli.ts';
+import { loadConfig, resolveDataDir } from '../config.ts';
+import { LogCorrupt, verifyLog } from '../eventlog.ts';
+import { readPasswd } from '../passwd.ts';
 
-export async function verify(): Promise<number> {
-  throw new CliError('not implemented yet');
+export async function verify(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {});
+  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  const dataDir = resolveDataDir(values.data as string | undefined);
+  const config = loadConfig(dataDir);
+  let ok = true;
+
+  const passwd = readPasswd(dataDir);
+  for (const problem of passwd.problems) console.error(`apie verify: ${problem}`);
+  ok &&= passwd.problems.length === 0;
+  console.log(`passwd: ${passwd.problems.length ? `${passwd.problems.length} problem(s)` : 'ok'}, ${passwd.users.size} user(s)`);
+
+  try {
+    const log = await verifyLog(dataDir, config);
+    console.log(`events: ok, ${log.count} event(s), last hash ${log.hash}${log.tableRebuilt ? ' (lookup table rebuilt)' : ''}`);
+  } catch (err) {
+    if (!(err instanceof LogCorrupt)) throw err;
+    console.error(`apie verify: events: ${err.message}`);
+    console.log('events: DAMAGED');
+    ok = false;
+  }
+
+  // ---- content store: the lead adds the blob store's verify here ----
+
+  return ok ? 0 : 1;
 }

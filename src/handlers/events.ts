@@ -1,9 +1,192 @@
-// The event stream. Placeholder until the event-stream issue lands.
+// The event stream over HTTP: checks input, maps the query and conditional
+// headers onto the event log, and sends stored events with their hash.
 import { httpError } from '../errors.ts';
+import { appendEvents, EMPTY_HASH, LogCorrupt, LogReader, verifyLog, waitForMore, type StoredEvent } from '../eventlog.ts';
+import { hashHeaders, json, noneMatch, notModified, parseEtags, parseHash, readJson } from '../http.ts';
+import type { ApieRequest, ApieResponse, Context } from '../types.ts';
 
-export function getEvents(): never {
-  throw httpError(501, 'not implemented yet');
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const FIELDS = new Set(['eventType', 'body', 'eventId']);
+const PARAMS = ['from', 'after', 'to', 'limit', 'wait'] as const;
+// Events per read of the log when streaming a long answer.
+const BATCH = 2000;
+
+type Query = Partial<Record<(typeof PARAMS)[number], string>>;
+
+// J with its hash spliced in before the closing brace: no parse, no re-encode.
+function withHash(e: StoredEvent): Buffer[] {
+  const close = e.json.lastIndexOf(0x7d);
+  let before = close - 1;
+  while (before >= 0 && /\s/.test(String.fromCharCode(e.json[before]))) before--;
+  const sep = e.json[before] === 0x7b ? '' : ',';
+  return [e.json.subarray(0, close), Buffer.from(`${sep}"hash":"${e.hash}"}`)];
 }
-export const appendEvent = getEvents;
-export const verifyEvents = getEvents;
-export const getEvent = getEvents;
+
+function eventBody(e: StoredEvent): Buffer {
+  return Buffer.concat(withHash(e));
+}
+
+function arrayBody(events: StoredEvent[]): Buffer[] {
+  return events.flatMap((e, i) => (i ? [COMMA, ...withHash(e)] : withHash(e)));
+}
+const COMMA = Buffer.from(',');
+
+// A long answer streams in batches, from its own view of the (immutable) events.
+async function* streamEvents(dataDir: string, first: number, last: number): AsyncGenerator<Buffer> {
+  const reader = new LogReader(dataDir);
+  try {
+    yield Buffer.from('[');
+    for (let from = first; from <= last; from += BATCH) {
+      const part = arrayBody(reader.readRange(from, Math.min(last, from + BATCH - 1)));
+      yield Buffer.concat(from === first ? part : [COMMA, ...part]);
+    }
+    yield Buffer.from(']');
+  } finally {
+    reader.close();
+  }
+}
+
+function parseQuery(query: URLSearchParams): Query {
+  const q: Query = {};
+  for (const [key, value] of query) {
+    if (!(PARAMS as readonly string[]).includes(key)) throw httpError(400, `unknown query parameter "${key}"; known: ${PARAMS.join(', ')}`);
+    if (q[key as keyof Query] !== undefined) throw httpError(400, `query parameter "${key}" is given twice`);
+    q[key as keyof Query] = value;
+  }
+  for (const key of ['from', 'after', 'to'] as const) if (q[key] !== undefined) parseHash(q[key]!, key);
+  if (q.from !== undefined && q.after !== undefined) throw httpError(400, 'use from or after, not both');
+  if (q.limit !== undefined && !/^[1-9]\d{0,14}$/.test(q.limit)) throw httpError(400, 'limit must be a whole number of at least 1');
+  if (q.wait !== undefined) {
+    if (!/^\d{1,2}$/.test(q.wait) || Number(q.wait) < 1 || Number(q.wait) > 60) throw httpError(400, 'wait must be a number of seconds from 1 to 60');
+    if (q.after === undefined) throw httpError(400, 'wait needs after=<hash>');
+  }
+  return q;
+}
+
+function seqOf(reader: LogReader, hash: string): number {
+  const seq = reader.seqOfHash(hash);
+  if (seq === undefined) throw httpError(404, `no event with hash ${hash}`);
+  return seq;
+}
+
+// The positions a query asks for; first > last means none. after may be the
+// empty log's hash, meaning "from the start".
+function range(reader: LogReader, q: Query): { first: number; last: number } {
+  let first = 1;
+  if (q.from !== undefined) first = seqOf(reader, q.from);
+  if (q.after !== undefined) first = (q.after === EMPTY_HASH ? 0 : seqOf(reader, q.after)) + 1;
+  const last = q.to === undefined ? reader.count : seqOf(reader, q.to);
+  return { first, last };
+}
+
+// A damaged log is the operator's problem: say where, never how the files lie.
+function damaged(err: unknown): never {
+  if (err instanceof LogCorrupt) throw httpError(500, `the event log is damaged at ${err.message}; run apie verify`);
+  throw err;
+}
+
+/** GET/HEAD /events[?from|after|to|limit|wait]. */
+export async function getEvents(req: ApieRequest, ctx: Context): Promise<ApieResponse> {
+  const q = parseQuery(req.query);
+  let reader = new LogReader(ctx.dataDir);
+  try {
+    let { first, last } = range(reader, q);
+    if (q.wait !== undefined && q.to === undefined && first > reader.count) {
+      const known = reader.count;
+      reader.close();
+      await waitForMore(ctx.dataDir, known, Number(q.wait) * 1000);
+      reader = new LogReader(ctx.dataDir);
+      ({ first, last } = range(reader, q));
+    }
+    const end = q.limit === undefined ? last : Math.min(last, first + Number(q.limit) - 1);
+    const headers: Record<string, string | number> = { 'X-Apie-Count': reader.count };
+    if (end < first) return json([], 200, headers);
+    const lastHash = reader.read(end).hash;
+    Object.assign(headers, hashHeaders(lastHash));
+    if (end < last) {
+      const to = q.to === undefined ? '' : `&to=${q.to}`;
+      headers.Link = `<${req.baseUrl}/events?after=${lastHash}&limit=${q.limit}${to}>; rel="next"`;
+    }
+    if (noneMatch(req, lastHash)) return notModified(lastHash, headers);
+    headers['Content-Type'] = 'application/json';
+    // HEAD takes the stream, which is never read: no events are loaded for it.
+    const body = req.method === 'HEAD' || end - first >= BATCH
+      ? streamEvents(ctx.dataDir, first, end)
+      : Buffer.concat([Buffer.from('['), ...arrayBody(reader.readRange(first, end)), Buffer.from(']')]);
+    return { status: 200, headers, body };
+  } catch (err) {
+    damaged(err);
+  } finally {
+    reader.close();
+  }
+}
+
+/** GET /events/H: one event. */
+export function getEvent(req: ApieRequest, ctx: Context, [hash]: string[]): ApieResponse {
+  parseHash(hash);
+  const reader = new LogReader(ctx.dataDir);
+  try {
+    const event = reader.read(seqOf(reader, hash));
+    if (noneMatch(req, hash)) return notModified(hash);
+    return { status: 200, headers: { 'Content-Type': 'application/json', ...hashHeaders(hash) }, body: eventBody(event) };
+  } catch (err) {
+    damaged(err);
+  } finally {
+    reader.close();
+  }
+}
+
+interface EventInput {
+  eventType: string;
+  body: unknown;
+  eventId?: string;
+}
+
+/** Checks a request body against the event shape; 400 names the first problem. */
+export function parseEventInput(value: unknown): EventInput {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw httpError(400, 'the event must be a JSON object');
+  for (const key of Object.keys(value)) {
+    if (!FIELDS.has(key)) throw httpError(400, `unknown field "${key}": an event has eventType, body and optionally eventId`);
+  }
+  const { eventType, body, eventId } = value as Record<string, unknown>;
+  if (eventType === undefined) throw httpError(400, 'eventType is missing');
+  if (typeof eventType !== 'string') throw httpError(400, 'eventType must be a string');
+  if (eventType === '') throw httpError(400, 'eventType must not be empty');
+  if ([...eventType].length > 256) throw httpError(400, 'eventType is over 256 characters');
+  if (!Object.hasOwn(value, 'body')) throw httpError(400, 'body is missing');
+  if (eventId !== undefined && (typeof eventId !== 'string' || !UUID_RE.test(eventId))) throw httpError(400, 'eventId must be a UUID');
+  return { eventType, body, eventId: eventId?.toLowerCase() };
+}
+
+/** PUT/POST /events: append one event (or return the stored one for a retried eventId). */
+export async function appendEvent(req: ApieRequest, ctx: Context): Promise<ApieResponse> {
+  const input = parseEventInput(await readJson(req, ctx.config.maxEventBytes));
+  const header = req.headers['if-match'];
+  const ifMatch = header === undefined ? undefined : parseEtags(header);
+  if (ifMatch?.length === 0) throw httpError(400, 'If-Match is empty');
+  const { randomUUID } = await import('node:crypto');
+  const event = {
+    eventId: input.eventId ?? randomUUID(),
+    eventType: input.eventType,
+    body: input.body,
+    createdBy: ctx.user!.name,
+    createdAt: new Date().toISOString(),
+  };
+  const [result] = await appendEvents(ctx.dataDir, ctx.config, [{ event, ifMatch }]).catch(damaged);
+  if (result.outcome === 'conflict') throw httpError(409, result.message);
+  // The current last hash comes with a 412, so a client can retry without a HEAD.
+  if (result.outcome === 'precondition-failed') throw httpError(412, result.message, hashHeaders(result.lastHash));
+  const hash = result.event.hash;
+  return { status: 200, headers: { 'Content-Type': 'application/json', ...hashHeaders(hash) }, body: eventBody(result.event) };
+}
+
+/** POST /events/verify: recompute the chain from disk and restore file modes. */
+export async function verifyEvents(_req: ApieRequest, ctx: Context): Promise<ApieResponse> {
+  try {
+    const { count, hash } = await verifyLog(ctx.dataDir, ctx.config);
+    return json({ status: 'ok', count, hash });
+  } catch (err) {
+    if (err instanceof LogCorrupt) throw httpError(500, `the event log does not verify: ${err.message}`);
+    throw err;
+  }
+}

@@ -1,0 +1,256 @@
+// Reading the event log in DATA/events/ (layout in eventlog.ts): a view of the
+// committed events, fixed when opened, that takes no lock and loads no crypto.
+import { closeSync, existsSync, fstatSync, openSync, watch } from 'node:fs';
+import { join } from 'node:path';
+import { ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, hashKey, idKey, readEntries, readFully, tableInfo, type TableInfo } from './eventindex.ts';
+
+/** sha256(""): the hash of the empty log, and the "previous hash" of the first event. */
+export const EMPTY_HASH = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+/** A committed event: its position (1-based), hash and exact JSON bytes. */
+export interface StoredEvent {
+  seq: number;
+  hash: string;
+  json: Buffer;
+}
+
+/** The log is damaged at `position` (1-based event number); the message says how. */
+export class LogCorrupt extends Error {
+  readonly position: number;
+  constructor(position: number, what: string) {
+    super(`event ${position}: ${what}`);
+    this.position = position;
+  }
+}
+
+const HASH_RE = /^[0-9a-f]{64}$/;
+export const NL = 0x0a;
+// Longest record header: 64 hex, a space, up to 15 digits, a newline.
+const MAX_HEADER = 81;
+
+/** The directory of the event log inside a data directory. */
+export function eventsDir(dataDir: string): string {
+  return join(dataDir, 'events');
+}
+
+interface Parsed {
+  hash: string;
+  json: Buffer;
+  /** Position just after the record's closing newline. */
+  end: number;
+}
+
+/** Parses the record at buf[pos…]; undefined when it is cut short or malformed. */
+export function parseRecord(buf: Buffer, pos: number): Parsed | undefined {
+  if (buf.length - pos < 67 || buf[pos + 64] !== 0x20) return undefined;
+  const hash = buf.toString('latin1', pos, pos + 64);
+  if (!HASH_RE.test(hash)) return undefined;
+  const nl = buf.indexOf(NL, pos + 65);
+  if (nl < 0 || nl > pos + MAX_HEADER) return undefined;
+  const digits = buf.toString('latin1', pos + 65, nl);
+  if (!/^(0|[1-9]\d*)$/.test(digits)) return undefined;
+  const start = nl + 1;
+  const end = start + Number(digits);
+  if (end >= buf.length || buf[end] !== NL) return undefined;
+  return { hash, json: buf.subarray(start, end), end: end + 1 };
+}
+
+/** Bytes a record takes in `log`. */
+export function recordLength(hash: string, json: Buffer): number {
+  return hash.length + 1 + String(json.length).length + 1 + json.length + 1;
+}
+
+export function encodeRecord(hash: string, json: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${hash} ${json.length}\n`, 'latin1'), json, Buffer.of(NL)]);
+}
+
+export function eventIdOf(json: Buffer): string | undefined {
+  try {
+    const id = JSON.parse(json.toString('utf8'))?.eventId;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export const NO_ID = Buffer.alloc(8);
+
+// The eventId of stored bytes that must be a JSON object (checked by verify).
+export function objectEventId(json: Buffer, seq: number): string | undefined {
+  let value;
+  try {
+    value = JSON.parse(json.toString('utf8'));
+  } catch {
+    throw new LogCorrupt(seq, 'stored bytes are not JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new LogCorrupt(seq, 'stored bytes are not a JSON object');
+  return typeof value.eventId === 'string' ? value.eventId : undefined;
+}
+
+function openIfExists(file: string, flags: string): number | undefined {
+  try {
+    return openSync(file, flags);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * A read-only view of the committed events, fixed when opened: later appends
+ * are not seen. Takes no lock; close() it.
+ */
+export class LogReader {
+  readonly dir: string;
+  protected n: number;
+  protected offsetsFd?: number;
+  protected logFd?: number;
+  protected tableFd?: number;
+  protected table?: TableInfo;
+
+  /** Opens the files read-only, or for writing ('r+') when the caller holds the lock. */
+  constructor(dataDir: string, flags: 'r' | 'r+' = 'r') {
+    this.dir = eventsDir(dataDir);
+    this.offsetsFd = openIfExists(join(this.dir, 'offsets'), flags);
+    // The count first, the table after: any table opened later covers it.
+    this.n = this.offsetsFd === undefined ? 0 : Math.floor(fstatSync(this.offsetsFd).size / ENTRY_SIZE);
+    if (this.n === 0 && flags === 'r') return;
+    this.logFd = openSync(join(this.dir, 'log'), flags);
+    this.tableFd = openIfExists(join(this.dir, 'table'), flags);
+    if (this.tableFd !== undefined) this.table = tableInfo(this.tableFd);
+  }
+
+  /** The number of events this view sees. */
+  get count(): number {
+    return this.n;
+  }
+
+  close(): void {
+    for (const fd of [this.offsetsFd, this.logFd, this.tableFd]) if (fd !== undefined) closeSync(fd);
+    this.offsetsFd = this.logFd = this.tableFd = undefined;
+  }
+
+  /** The hash of the last event (EMPTY_HASH for an empty log). */
+  lastHash(): string {
+    return this.count === 0 ? EMPTY_HASH : this.read(this.count).hash;
+  }
+
+  /** The position of the event with this hash, or undefined. */
+  seqOfHash(hash: string): number | undefined {
+    return this.lookup(hashKey(hash), KIND_HASH, (seq) => this.headerAt(seq).hash === hash);
+  }
+
+  /** The position of the event with this eventId, or undefined. */
+  seqOfEventId(eventId: string): number | undefined {
+    return this.lookup(idKey(eventId), KIND_ID, (seq) => eventIdOf(this.read(seq).json) === eventId);
+  }
+
+  private lookup(key: Buffer, kind: number, confirm: (seq: number) => boolean): number | undefined {
+    const seen = new Set<number>();
+    if (this.table && this.tableFd !== undefined) {
+      for (const seq of candidates(this.tableFd, this.table, key, kind)) {
+        // Slots past the count belong to an append not (yet) committed.
+        if (seq <= this.count && !seen.has(seq) && confirm(seq)) return seq;
+        seen.add(seq);
+      }
+    }
+    // Events the table does not cover (missing table, or not yet rebuilt): scan their entries.
+    const from = this.table ? this.table.indexed + 1 : 1;
+    const field = kind === KIND_HASH ? 'hashKey' : 'idKey';
+    for (let first = from; first <= this.count; first += 4096) {
+      const entries = readEntries(this.offsetsFd!, first, Math.min(this.count, first + 4095));
+      for (let i = 0; i < entries.length; i++) {
+        if (entries[i][field].equals(key) && confirm(first + i)) return first + i;
+      }
+    }
+    return undefined;
+  }
+
+  /** The record header of event seq: its hash and where its JSON lies. */
+  protected headerAt(seq: number): { hash: string; offset: number; start: number; end: number } {
+    const [entry] = readEntries(this.offsetsFd!, seq, seq);
+    const buf = Buffer.alloc(MAX_HEADER);
+    const got = readFully(this.logFd!, buf, entry.offset);
+    const nl = buf.subarray(0, got).indexOf(NL);
+    const hash = buf.toString('latin1', 0, 64);
+    const length = Number(buf.toString('latin1', 65, nl));
+    if (nl < 66 || !HASH_RE.test(hash) || !Number.isSafeInteger(length)) throw new LogCorrupt(seq, 'record header is damaged');
+    if (!hashKey(hash).equals(entry.hashKey)) throw new LogCorrupt(seq, 'offsets entry does not match its record');
+    const start = entry.offset + nl + 1;
+    return { hash, offset: entry.offset, start, end: start + length + 1 };
+  }
+
+  /** One event. */
+  read(seq: number): StoredEvent {
+    const h = this.headerAt(seq);
+    const json = Buffer.allocUnsafe(h.end - 1 - h.start);
+    readFully(this.logFd!, json, h.start);
+    return { seq, hash: h.hash, json };
+  }
+
+  /** Events first..last (inclusive, within the count) with one read of the log. */
+  readRange(first: number, last: number): StoredEvent[] {
+    if (last < first) return [];
+    const entries = readEntries(this.offsetsFd!, first, last);
+    const start = entries[0].offset;
+    const end = last < this.count ? readEntries(this.offsetsFd!, last + 1, last + 1)[0].offset : this.headerAt(last).end;
+    const buf = Buffer.allocUnsafe(end - start);
+    readFully(this.logFd!, buf, start);
+    return entries.map((e, i) => {
+      const r = parseRecord(buf, e.offset - start);
+      if (!r) throw new LogCorrupt(first + i, 'record is damaged');
+      if (!hashKey(r.hash).equals(e.hashKey)) throw new LogCorrupt(first + i, 'offsets entry does not match its record');
+      return { seq: first + i, hash: r.hash, json: r.json };
+    });
+  }
+}
+
+/** Count and last hash of the committed log, cheaply (two small reads). */
+export function head(dataDir: string): { count: number; hash: string } {
+  const reader = new LogReader(dataDir);
+  try {
+    return { count: reader.count, hash: reader.lastHash() };
+  } finally {
+    reader.close();
+  }
+}
+
+/** The number of committed events: one stat. */
+export function count(dataDir: string): number {
+  const fd = openIfExists(join(eventsDir(dataDir), 'offsets'), 'r');
+  if (fd === undefined) return 0;
+  try {
+    return Math.floor(fstatSync(fd).size / ENTRY_SIZE);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Resolves true as soon as the log holds more than `known` events, false
+ * after `ms`. Watches the directory (inotify) and polls as a fallback.
+ */
+export function waitForMore(dataDir: string, known: number, ms: number): Promise<boolean> {
+  if (count(dataDir) > known) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const dir = existsSync(eventsDir(dataDir)) ? eventsDir(dataDir) : dataDir;
+    let watcher: ReturnType<typeof watch> | undefined;
+    const done = (more: boolean) => {
+      clearInterval(poll);
+      clearTimeout(timer);
+      watcher?.close();
+      resolve(more);
+    };
+    const check = () => {
+      if (count(dataDir) > known) done(true);
+    };
+    const poll = setInterval(check, 500);
+    const timer = setTimeout(() => done(false), ms);
+    try {
+      watcher = watch(dir, { persistent: false }, check);
+      watcher.on('error', () => {});
+    } catch {
+      // No inotify here: the poll still answers.
+    }
+  });
+}

@@ -1,0 +1,82 @@
+// Helpers for the event-stream tests: the chain computed independently of
+// Apie, CGI appends from another process, and original-Apie directories.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as assert from 'uvu/assert';
+import { ALICE, cgiEnv, EXE, parseCgiOutput, WEB_USER, type Reply, type Site } from './harness.ts';
+
+export const H0 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+export function sha(prev: string, json: string | Buffer): string {
+  return createHash('sha256').update(prev + '\n').update(json).digest('hex');
+}
+
+/** Asserts events (as returned) form one chain starting after `prev`; returns the last hash. */
+export function assertChain(events: any[], prev = H0): string {
+  for (const [i, e] of events.entries()) {
+    const { hash, ...rest } = e;
+    assert.is(hash, sha(prev, JSON.stringify(rest)), `event ${i + 1} of ${events.length}`);
+    prev = hash;
+  }
+  return prev;
+}
+
+export const JSON_HEADERS = { 'Content-Type': 'application/json' };
+
+/** Appends one event through the site; returns the reply. */
+export function put(site: Site, event: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+  return site.request('PUT', '/events', { auth: ALICE, headers: { ...JSON_HEADERS, ...headers }, body: typeof event === 'string' ? event : JSON.stringify(event) });
+}
+
+/** HEAD /events: the count and last hash (H0 when empty). */
+export async function logHead(site: Site): Promise<{ count: number; hash: string }> {
+  const r = await site.request('HEAD', '/events', { auth: ALICE });
+  assert.is(r.status, 200);
+  return { count: Number(r.headers['x-apie-count']), hash: r.headers['x-apie-hash'] ?? H0 };
+}
+
+/**
+ * Runs one CGI request as a separate process, as the user the site's web
+ * server runs CGI as; `kill` may stop it with SIGKILL after some milliseconds.
+ */
+export function cgiProcess(site: Site, method: string, path: string, body?: string, headers: Record<string, string> = {}, killAfterMs?: number) {
+  const env = cgiEnv(site.dataDir, method, path, { auth: ALICE, headers: { ...JSON_HEADERS, ...headers }, body });
+  const asWeb = site.kind === 'apache' && WEB_USER ? { uid: WEB_USER.uid, gid: WEB_USER.gid } : {};
+  return new Promise<{ reply?: Reply; killed: boolean }>((resolve, reject) => {
+    const child = spawn(EXE, [], { env, stdio: ['pipe', 'pipe', 'pipe'], ...asWeb });
+    const out: Buffer[] = [];
+    child.stdout.on('data', (d) => out.push(d));
+    child.stderr.on('data', () => {});
+    child.stdin.on('error', () => {});
+    child.on('error', reject);
+    const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (signal === 'SIGKILL') return resolve({ killed: true });
+      if (code !== 0) return reject(new Error(`CGI exited ${code}`));
+      resolve({ reply: parseCgiOutput(Buffer.concat(out)), killed: false });
+    });
+    child.stdin.end(body);
+  });
+}
+
+/**
+ * Writes an original Apie data directory: `index` lists the entry files (named
+ * by hash) oldest first; each entry holds the previous hash, a newline and J.
+ * Returns the hashes. `finalNewline` adds an unhashed newline to each file.
+ */
+export function writeOriginalApie(dir: string, jsons: string[], opts: { finalNewline?: boolean; prev?: string } = {}): string[] {
+  mkdirSync(dir, { recursive: true });
+  const hashes: string[] = [];
+  let prev = opts.prev ?? H0;
+  for (const json of jsons) {
+    const hash = sha(prev, json);
+    writeFileSync(join(dir, hash), `${prev}\n${json}${opts.finalNewline ? '\n' : ''}`);
+    hashes.push(hash);
+    prev = hash;
+  }
+  writeFileSync(join(dir, 'index'), hashes.map((h) => `${h}\n`).join(''));
+  return hashes;
+}
