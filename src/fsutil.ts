@@ -1,7 +1,6 @@
 // Durable file primitives: atomic replace, fsync of files and directories.
 import { chmodSync, chownSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
-import { randomBytes } from 'node:crypto';
 
 /** fsyncs a directory so a file created or renamed in it survives power loss. */
 export function fsyncDir(dir: string): void {
@@ -18,6 +17,8 @@ export function ensureDir(dir: string, mode: number): void {
   mkdirSync(dir, { recursive: true, mode });
 }
 
+let tmpCounter = 0;
+
 /**
  * Replaces a file atomically: writes a temporary file beside it, fsyncs it,
  * renames it over the old one and fsyncs the directory. Readers see the old
@@ -25,7 +26,8 @@ export function ensureDir(dir: string, mode: number): void {
  * (a new one gets the directory's), so the web server can still read it.
  */
 export function writeFileAtomic(file: string, data: string | Uint8Array, mode: number): void {
-  const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  // Unique without crypto (this module is on read paths): pid + a counter; 'wx' refuses a clash.
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${++tmpCounter}.${Date.now()}.tmp`);
   const fd = openSync(tmp, 'wx', mode);
   try {
     const buf = typeof data === 'string' ? Buffer.from(data) : data;

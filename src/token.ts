@@ -4,7 +4,7 @@
 // removing the user or rotating the secret therefore revokes every token, and
 // checking one is a file read and an HMAC: no bcrypt, no lock.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { linkSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, linkSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from './fsutil.ts';
 import type { User } from './types.ts';
@@ -48,6 +48,17 @@ function ensureSecret(dataDir: string): Buffer {
     unlinkSync(staged);
   }
   return readSecret(dataDir)!;
+}
+
+/** Restores the secret's mode (0600); returns what is wrong with it, or null. */
+export function checkSecret(dataDir: string): string | null {
+  try {
+    if (readSecret(dataDir) === null) return null;
+    chmodSync(secretPath(dataDir), 0o600);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }
 
 /** Replaces the secret with a new random one: every token issued so far stops working. */

@@ -58,6 +58,6 @@ export function bodyLength(body: Body): number | undefined {
   if (typeof body === 'string') return Buffer.byteLength(body);
   if (body instanceof Uint8Array) return body.byteLength;
   if (isFileBody(body)) return body.end - body.start + 1;
-  if (body === null || body === undefined) return 0;
+  // No body: the length is the handler's to say (HEAD) or not needed (204, 304).
   return undefined;
 }

@@ -4,6 +4,8 @@ import { parse, UsageError } from '../cli.ts';
 import { loadConfig, resolveDataDir } from '../config.ts';
 import { LogCorrupt, verifyLog } from '../eventlog.ts';
 import { readPasswd } from '../passwd.ts';
+import { verifyBlobs } from '../blobstore.ts';
+import { checkSecret } from '../token.ts';
 
 export async function verify(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {});
@@ -27,7 +29,16 @@ export async function verify(args: string[]): Promise<number> {
     ok = false;
   }
 
-  // ---- content store: the lead adds the blob store's verify here ----
+  const secretProblem = checkSecret(dataDir);
+  if (secretProblem) {
+    console.error(`apie verify: ${secretProblem}`);
+    ok = false;
+  }
+
+  const store = await verifyBlobs(dataDir, config);
+  for (const problem of store.corrupt) console.error(`apie verify: storage: ${problem}`);
+  ok &&= store.corrupt.length === 0;
+  console.log(`storage: ${store.corrupt.length ? `${store.corrupt.length} corrupt blob(s)` : 'ok'}, ${store.count} blob(s)`);
 
   return ok ? 0 : 1;
 }
