@@ -111,6 +111,11 @@ export class LogReader {
   /** Opens the files read-only, or for writing ('r+') when the caller holds the lock. */
   constructor(dataDir: string, flags: 'r' | 'r+' = 'r') {
     this.dir = eventsDir(dataDir);
+    this.n = 0;
+    this.open(flags);
+  }
+
+  protected open(flags: 'r' | 'r+'): void {
     this.offsetsFd = openIfExists(join(this.dir, 'offsets'), flags);
     // The count first, the table after: any table opened later covers it.
     this.n = this.offsetsFd === undefined ? 0 : Math.floor(fstatSync(this.offsetsFd).size / ENTRY_SIZE);
@@ -230,12 +235,15 @@ export function count(dataDir: string): number {
  * Resolves true as soon as the log holds more than `known` events, false
  * after `ms`. Watches the directory (inotify) and polls as a fallback.
  */
-export function waitForMore(dataDir: string, known: number, ms: number): Promise<boolean> {
+export function waitForMore(dataDir: string, known: number, ms: number, signal?: AbortSignal): Promise<boolean> {
   if (count(dataDir) > known) return Promise.resolve(true);
   return new Promise((resolve) => {
+    const onAbort = () => done(false);
+    signal?.addEventListener('abort', onAbort);
     const dir = existsSync(eventsDir(dataDir)) ? eventsDir(dataDir) : dataDir;
     let watcher: ReturnType<typeof watch> | undefined;
     const done = (more: boolean) => {
+      signal?.removeEventListener('abort', onAbort);
       clearInterval(poll);
       clearTimeout(timer);
       watcher?.close();

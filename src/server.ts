@@ -2,6 +2,7 @@
 import { createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { handle } from './app.ts';
+import { LiveStore } from './livelog.ts';
 import { errorResponse, httpError } from './errors.ts';
 import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
@@ -54,9 +55,12 @@ async function send(res: ServerResponse, out: ApieResponse): Promise<number> {
   } else {
     // A stream of chunks (Server-Sent Events): stop when the client goes away.
     const iterator = body[Symbol.asyncIterator]();
-    res.on('close', () => void iterator.return?.());
-    for (let next = await iterator.next(); !next.done && !res.destroyed; next = await iterator.next()) {
-      if (!res.write(next.value)) await new Promise((resolve) => res.once('drain', resolve));
+    try {
+      for (let next = await iterator.next(); !next.done && !res.destroyed; next = await iterator.next()) {
+        if (!res.write(next.value)) await new Promise((resolve) => { res.once('drain', resolve); res.once('close', resolve); });
+      }
+    } finally {
+      await iterator.return?.();
     }
     res.end();
   }
@@ -68,15 +72,21 @@ const shutdown = new AbortController();
 
 /** Starts listening; resolves once the port is bound. */
 export function startServer(opts: ServerOptions): Promise<Server> {
+  const events = new LiveStore(opts.ctx.dataDir, opts.ctx.config);
   const server = createServer(async (req, res) => {
     const started = performance.now();
-    const ctx: Context = { ...opts.ctx, user: undefined, server: true, shutdown: shutdown.signal };
+    const ctx: Context = { ...opts.ctx, user: undefined, shutdown: shutdown.signal, events };
+    // Tell long polls and event streams when the client goes away.
+    const gone = new AbortController();
+    res.on('close', () => gone.abort());
     let out: ApieResponse;
     try {
-      out = await handle(requestFromHttp(req), ctx);
+      out = await handle({ ...requestFromHttp(req), signal: gone.signal }, ctx);
     } catch (err) {
       out = errorResponse(err);
     }
+    // A body left unread (a 413, a 401 on an upload) is not drained: close instead.
+    if (!req.complete) out.headers.Connection = 'close';
     const bytes = await send(res, out).catch((err) => { console.error(err); res.destroy(); return 0; });
     if (!opts.quiet) {
       const ms = (performance.now() - started).toFixed(1);

@@ -1,5 +1,6 @@
 // The request and response shapes shared by both front ends (CGI and server).
 import type { Config } from './config.ts';
+import type { EventStore } from './eventstore.ts';
 
 export interface ApieRequest {
   /** Upper-case method. */
@@ -13,6 +14,8 @@ export interface ApieRequest {
   body: AsyncIterable<Uint8Array>;
   /** Absolute URL of the program's root, without a trailing slash. */
   baseUrl: string;
+  /** Aborted when the client goes away (server front end only). */
+  signal?: AbortSignal;
 }
 
 /** A byte range of a file on disk, streamed by the front end (inclusive end). */
@@ -41,10 +44,10 @@ export interface Context {
   dataDir: string;
   config: Config;
   user?: User;
-  /** Set by the server front end: requests may wait in memory for events. */
-  server?: boolean;
   /** Aborted when the server stops: long polls and event streams end early. */
   shutdown?: AbortSignal;
+  /** The server's live event store; CGI requests go straight to the files. */
+  events?: EventStore;
 }
 
 export type Handler = (req: ApieRequest, ctx: Context, params: string[]) => Promise<ApieResponse> | ApieResponse;

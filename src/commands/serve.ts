@@ -47,12 +47,20 @@ async function run(opts: Options, worker: boolean): Promise<number> {
   const bound = typeof address === 'object' && address ? address.port : opts.port;
   if (!worker) console.log(`apie: listening on http://${opts.host}:${bound}/ (data: ${opts.dataDir})`);
   await new Promise<void>((resolve) => {
-    const stop = () => void stopServer(server).then(resolve);
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    // The primary stops a worker by disconnecting it.
+    let stopping = false;
+    const stop = () => {
+      if (!stopping) void stopServer(server).then(resolve);
+      stopping = true;
+    };
+    // `on`, not `once`: proper-lockfile's signal-exit re-raises a signal that
+    // no other listener is left to handle, which would kill us mid-shutdown.
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    // A worker whose primary died stops too.
     if (worker) process.once('disconnect', stop);
   });
+  // The channel to the primary would keep a worker alive.
+  if (worker && process.connected) process.disconnect();
   return 0;
 }
 
@@ -77,13 +85,16 @@ async function primary(opts: Options): Promise<number> {
   });
   await new Promise<void>((resolve) => {
     const stop = () => {
+      if (stopping) return;
       stopping = true;
-      for (const w of Object.values(cluster.workers ?? {})) w?.disconnect();
+      // A signal, not worker.disconnect(): that waits for every connection to
+      // close first, so an open event stream would hold the shutdown forever.
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
       const check = () => (Object.keys(cluster.workers ?? {}).length === 0 ? resolve() : setTimeout(check, 20));
       check();
     };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
   });
   return 0;
 }

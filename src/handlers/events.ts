@@ -1,7 +1,8 @@
 // The event stream over HTTP: checks input, maps the query and conditional
 // headers onto the event log, and sends stored events with their hash.
 import { httpError } from '../errors.ts';
-import { appendEvents, EMPTY_HASH, LogCorrupt, LogReader, verifyLog, waitForMore, type StoredEvent } from '../eventlog.ts';
+import { EMPTY_HASH, LogCorrupt, LogReader, verifyLog, type StoredEvent } from '../eventlog.ts';
+import { directStore, type EventStore } from '../eventstore.ts';
 import { hashHeaders, json, noneMatch, notModified, parseEtags, parseHash, readJson } from '../http.ts';
 import type { ApieRequest, ApieResponse, Context } from '../types.ts';
 
@@ -14,7 +15,7 @@ const BATCH = 2000;
 type Query = Partial<Record<(typeof PARAMS)[number], string>>;
 
 // J with its hash spliced in before the closing brace: no parse, no re-encode.
-function withHash(e: StoredEvent): Buffer[] {
+export function withHash(e: StoredEvent): Buffer[] {
   const close = e.json.lastIndexOf(0x7d);
   let before = close - 1;
   while (before >= 0 && /\s/.test(String.fromCharCode(e.json[before]))) before--;
@@ -22,7 +23,7 @@ function withHash(e: StoredEvent): Buffer[] {
   return [e.json.subarray(0, close), Buffer.from(`${sep}"hash":"${e.hash}"}`)];
 }
 
-function eventBody(e: StoredEvent): Buffer {
+export function eventBody(e: StoredEvent): Buffer {
   return Buffer.concat(withHash(e));
 }
 
@@ -63,7 +64,7 @@ function parseQuery(query: URLSearchParams): Query {
   return q;
 }
 
-function seqOf(reader: LogReader, hash: string): number {
+export function seqOf(reader: LogReader, hash: string): number {
   const seq = reader.seqOfHash(hash);
   if (seq === undefined) throw httpError(404, `no event with hash ${hash}`);
   return seq;
@@ -80,22 +81,31 @@ function range(reader: LogReader, q: Query): { first: number; last: number } {
 }
 
 // A damaged log is the operator's problem: say where, never how the files lie.
-function damaged(err: unknown): never {
+export function damaged(err: unknown): never {
   if (err instanceof LogCorrupt) throw httpError(500, `the event log is damaged at ${err.message}; run apie verify`);
   throw err;
 }
 
-/** GET/HEAD /events[?from|after|to|limit|wait]. */
+// The server hands in its live store; a CGI process goes to the files.
+function storeOf(ctx: Context): EventStore {
+  return ctx.events ?? directStore(ctx.dataDir, ctx.config);
+}
+
+/** GET/HEAD /events[?from|after|to|limit|wait]; an event stream when asked for one. */
 export async function getEvents(req: ApieRequest, ctx: Context): Promise<ApieResponse> {
+  if (ctx.events && /\btext\/event-stream\b/.test(req.headers.accept ?? '')) {
+    return (await import('./eventstream.ts')).eventStream(req, ctx, ctx.events);
+  }
   const q = parseQuery(req.query);
-  let reader = new LogReader(ctx.dataDir);
+  const store = storeOf(ctx);
+  let reader = store.view();
   try {
     let { first, last } = range(reader, q);
     if (q.wait !== undefined && q.to === undefined && first > reader.count) {
       const known = reader.count;
       reader.close();
-      await waitForMore(ctx.dataDir, known, Number(q.wait) * 1000);
-      reader = new LogReader(ctx.dataDir);
+      await store.waitForMore(known, Number(q.wait) * 1000, ctx.shutdown);
+      reader = store.view();
       ({ first, last } = range(reader, q));
     }
     const end = q.limit === undefined ? last : Math.min(last, first + Number(q.limit) - 1);
@@ -124,7 +134,7 @@ export async function getEvents(req: ApieRequest, ctx: Context): Promise<ApieRes
 /** GET /events/H: one event. */
 export function getEvent(req: ApieRequest, ctx: Context, [hash]: string[]): ApieResponse {
   parseHash(hash);
-  const reader = new LogReader(ctx.dataDir);
+  const reader = storeOf(ctx).view();
   try {
     const event = reader.read(seqOf(reader, hash));
     if (noneMatch(req, hash)) return notModified(hash);
@@ -172,7 +182,7 @@ export async function appendEvent(req: ApieRequest, ctx: Context): Promise<ApieR
     createdBy: ctx.user!.name,
     createdAt: new Date().toISOString(),
   };
-  const [result] = await appendEvents(ctx.dataDir, ctx.config, [{ event, ifMatch }]).catch(damaged);
+  const result = await storeOf(ctx).append({ event, ifMatch }).catch(damaged);
   if (result.outcome === 'conflict') throw httpError(409, result.message);
   // The current last hash comes with a 412, so a client can retry without a HEAD.
   if (result.outcome === 'precondition-failed') throw httpError(412, result.message, hashHeaders(result.lastHash));
