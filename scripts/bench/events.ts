@@ -10,7 +10,7 @@ import { appendEvents, LogReader } from '../../src/eventlog.ts';
 import { EXE, NODE, basicAuth, cgiEnv, dataDir, medians, type Row } from './lib.ts';
 
 // Builds a log of n events through the storage module, in big batches.
-async function logOf(n: number): Promise<string> {
+export async function logOf(n: number): Promise<string> {
   const dir = dataDir({}, undefined, 4);
   for (let i = 0; i < n; i += 5000) {
     const batch = Array.from({ length: Math.min(5000, n - i) }, (_, j) => ({
@@ -21,7 +21,7 @@ async function logOf(n: number): Promise<string> {
   return dir;
 }
 
-function hashAt(dir: string, seq: number): string {
+export function hashAt(dir: string, seq: number): string {
   const reader = new LogReader(dir);
   try {
     return reader.read(seq).hash;
