@@ -14,7 +14,8 @@ export function fsyncDir(dir: string): void {
 
 /** Creates a directory (and parents) with a mode, ignoring the umask for the last one. */
 export function ensureDir(dir: string, mode: number): void {
-  mkdirSync(dir, { recursive: true, mode });
+  // mkdir's mode passes through the umask; a directory made here gets `mode` exactly.
+  if (mkdirSync(dir, { recursive: true, mode }) !== undefined) chmodSync(dir, mode);
 }
 
 let tmpCounter = 0;
