@@ -129,5 +129,10 @@ export async function runCgi(): Promise<void> {
     res = errorResponse(err instanceof ConfigError ? httpError(500, err.message) : err);
   }
   res ??= await handle(req, ctx!);
-  await writeResponse(res);
+  try {
+    await writeResponse(res);
+  } catch (err) {
+    // The client went away (the web server closed our stdout): nothing to tell anyone.
+    if ((err as NodeJS.ErrnoException).code !== 'EPIPE') throw err;
+  }
 }

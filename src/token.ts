@@ -3,10 +3,10 @@
 // hash, keyed with a secret kept in the data directory. Changing the password,
 // removing the user or rotating the secret therefore revokes every token, and
 // checking one is a file read and an HMAC: no bcrypt, no lock.
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, linkSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from './fsutil.ts';
+import { constantTimeEqual, hmacSha256 } from './sha256.ts';
 import type { User } from './types.ts';
 
 const SECRET_FILE = 'token-secret';
@@ -16,8 +16,14 @@ function secretPath(dataDir: string): string {
   return join(dataDir, SECRET_FILE);
 }
 
+// Random hex from node:crypto, loaded only here: checking a token must not load it.
+function randomHex(bytes: number): string {
+  const { randomBytes } = process.getBuiltinModule('node:crypto') as typeof import('node:crypto');
+  return randomBytes(bytes).toString('hex');
+}
+
 function newSecret(): string {
-  return `${randomBytes(32).toString('hex')}\n`;
+  return `${randomHex(32)}\n`;
 }
 
 // The secret, or null when none has been made yet.
@@ -38,7 +44,7 @@ function readSecret(dataDir: string): Buffer | null {
 function ensureSecret(dataDir: string): Buffer {
   const existing = readSecret(dataDir);
   if (existing) return existing;
-  const staged = join(dataDir, `.${SECRET_FILE}.${randomBytes(6).toString('hex')}.new`);
+  const staged = join(dataDir, `.${SECRET_FILE}.${randomHex(6)}.new`);
   writeFileAtomic(staged, newSecret(), 0o600);
   try {
     linkSync(staged, secretPath(dataDir));
@@ -67,7 +73,7 @@ export function rotateSecret(dataDir: string): void {
 }
 
 function sign(secret: Buffer, payload: string, hash: string): Buffer {
-  return createHmac('sha256', secret).update(`${payload}\n${hash}`).digest();
+  return Buffer.from(hmacSha256(secret, Buffer.from(`${payload}\n${hash}`)));
 }
 
 /** A token for user valid for ttlSeconds, and when it expires. */
@@ -87,5 +93,5 @@ export function verifyToken(dataDir: string, token: string, find: (name: string)
   if (!user || !secret) return null;
   // Compared as text, so a token differs from the issued one in no character at all.
   const expected = Buffer.from(sign(secret, `${m[1]}.${m[2]}`, user.hash).toString('base64url'));
-  return timingSafeEqual(expected, Buffer.from(m[3])) ? user : null;
+  return constantTimeEqual(expected, Buffer.from(m[3])) ? user : null;
 }

@@ -31,25 +31,37 @@ export interface Timed {
 }
 
 /**
- * Median wall time (ms) of each command, measured by hyperfine in one run so
- * every command sees the same machine state. Commands run without a shell.
+ * Median wall time (ms) of each command, measured by hyperfine in one run.
+ * The runs are split into rounds that take the commands in turn, so a change
+ * in the machine's load during the run touches every command alike instead of
+ * skewing one ratio. Commands run without a shell.
  */
-export function medians(commands: Timed[], runs = 40, warmup = 5): Map<string, number> {
-  const out = join(mkdtempSync(join(tmpdir(), 'apie-bench-')), 'h.json');
-  const result = new Map<string, number>();
-  // hyperfine gives every command the same environment: run them one by one
-  // when their environments differ, interleaving would need a wrapper.
-  for (const c of commands) {
-    const r = spawnSync('hyperfine', ['-N', '--style', 'none', '-w', String(warmup), '-r', String(runs), '--export-json', out, c.command], {
-      env: { PATH: process.env.PATH ?? '', ...c.env },
-      encoding: 'utf8',
-    });
-    if (r.status !== 0) throw new Error(`hyperfine failed for ${c.name}: ${r.stderr}`);
-    const json = JSON.parse(readFileSync(out, 'utf8'));
-    result.set(c.name, json.results[0].median * 1000);
+export function medians(commands: Timed[], runs = 40, warmup = 5, rounds = 5): Map<string, number> {
+  const dir = mkdtempSync(join(tmpdir(), 'apie-bench-'));
+  const out = join(dir, 'h.json');
+  const times = new Map<string, number[]>(commands.map((c) => [c.name, []]));
+  const perRound = Math.max(1, Math.ceil(runs / rounds));
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const c of commands) {
+        const r = spawnSync('hyperfine', ['-N', '--style', 'none', '-w', String(round === 0 ? warmup : 1), '-r', String(perRound), '--export-json', out, c.command], {
+          env: { PATH: process.env.PATH ?? '', ...c.env },
+          encoding: 'utf8',
+        });
+        if (r.status !== 0) throw new Error(`hyperfine failed for ${c.name}: ${r.stderr}`);
+        times.get(c.name)!.push(...JSON.parse(readFileSync(out, 'utf8')).results[0].times);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  rmSync(join(out, '..'), { recursive: true, force: true });
-  return result;
+  return new Map([...times].map(([name, ts]) => [name, median(ts) * 1000]));
+}
+
+/** The median of some numbers. */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 /** A temporary data directory with apie.json and users (name → password at a bcrypt cost). */

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { EXE, bearerAuth, cgiEnv, dataDir, medians, type Row } from './lib.ts';
+import { EXE, bearerAuth, cgiEnv, median, dataDir, medians, type Row } from './lib.ts';
 
 const SIZE = 256 * 1024 * 1024;
 const RUNS = 5;
@@ -43,8 +43,6 @@ function measure(cmd: string, args: string[], env: Record<string, string>, stdin
     });
   });
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function run(): Promise<Row[]> {
   const data = dataDir();
