@@ -11,9 +11,9 @@ export async function run(): Promise<Row[]> {
   const info = (data: string, authorization: string) => cgiEnv(data, 'GET', '/info', { Authorization: authorization });
   const m = medians([
     { name: 'node', command: `${NODE} -e 0` },
-    { name: 'basic5', command: EXE, env: info(cost5, basicAuth()) },
-    { name: 'basic10', command: EXE, env: info(cost10, basicAuth()) },
-    { name: 'bearer', command: EXE, env: info(cost10, bearerAuth(cost10)) },
+    { name: 'basic5', command: EXE, env: info(cost5, basicAuth()), expect: 200 },
+    { name: 'basic10', command: EXE, env: info(cost10, basicAuth()), expect: 200 },
+    { name: 'bearer', command: EXE, env: info(cost10, bearerAuth(cost10)), expect: 200 },
   ], 40, 5);
   for (const d of [cost5, cost10]) rmSync(dirname(d), { recursive: true, force: true });
   const baseline = { what: 'node -e 0', value: m.get('node')! };

@@ -28,6 +28,8 @@ export interface Timed {
   /** Shell-free argv; use `sh -c` explicitly when a pipe or redirect is needed. */
   command: string;
   env?: Record<string, string>;
+  /** The CGI status the command must answer, checked once before timing. */
+  expect?: number;
 }
 
 /**
@@ -41,6 +43,14 @@ export function medians(commands: Timed[], runs = 40, warmup = 5, rounds = 5): M
   const out = join(dir, 'h.json');
   const times = new Map<string, number[]>(commands.map((c) => [c.name, []]));
   const perRound = Math.max(1, Math.ceil(runs / rounds));
+  // A timing of the wrong answer (a 401 from a token for another data
+  // directory, say) would be a number about nothing.
+  for (const c of commands) {
+    if (c.expect === undefined) continue;
+    const r = spawnSync('sh', ['-c', c.command], { env: { PATH: process.env.PATH ?? '', ...c.env }, encoding: 'latin1' });
+    const status = Number(/^Status: (\d+)/.exec(r.stdout)?.[1]);
+    if (status !== c.expect) throw new Error(`${c.name}: expected status ${c.expect}, got ${status || r.stdout.slice(0, 200)}`);
+  }
   try {
     for (let round = 0; round < rounds; round++) {
       for (const c of commands) {

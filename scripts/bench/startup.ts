@@ -15,8 +15,8 @@ export async function run(): Promise<Row[]> {
   const env = cgiEnv(data, 'GET', '/');
   const m = medians([
     { name: 'node', command: `${NODE} -e 0` },
-    { name: 'cgi', command: EXE, env },
-    { name: 'nocache', command: noCache, env },
+    { name: 'cgi', command: EXE, env, expect: 401 },
+    { name: 'nocache', command: noCache, env, expect: 401 },
   ], 60, 10);
   const node = m.get('node')!;
   return [

@@ -69,8 +69,8 @@ export async function run(): Promise<Row[]> {
   const get = cgiEnv(data, 'GET', `/storage/${hash}`, auth);
   const m = medians([
     { name: 'cat', command: `cat ${file}` },
-    { name: 'cgi', command: EXE, env: get },
-    { name: '404', command: EXE, env: cgiEnv(data, 'GET', `/storage/${'0'.repeat(64)}`, auth) },
+    { name: 'cgi', command: EXE, env: get, expect: 200 },
+    { name: '404', command: EXE, env: cgiEnv(data, 'GET', `/storage/${'0'.repeat(64)}`, auth), expect: 404 },
   ], 10, 2);
   const download = await measure(EXE, [], get, '/dev/null');
   rmSync(dir, { recursive: true, force: true });
