@@ -5,15 +5,25 @@
 //   tmp/<pid>-<rand>.tmp  uploads in flight
 //   blobs.lock            held (proper-lockfile) to commit or delete, never to stream
 // Knows nothing of HTTP: failures a client causes are StoreErrors with a reason.
-import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, type Stats } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { fsyncDir, writeFileAtomic } from './fsutil.ts';
 import { withLock } from './lock.ts';
 
 type StoreConfig = Pick<Config, 'fileMode' | 'dirMode' | 'lockStaleSeconds'>;
+
+// node:crypto (~3 ms) and node:fs/promises (which pulls in readline) are
+// loaded by the paths that stream and hash, not by every download.
+function newSha256() {
+  const { createHash } = process.getBuiltinModule('node:crypto') as typeof import('node:crypto');
+  return createHash('sha256');
+}
+
+function open(file: string, flags: string, mode?: number): Promise<FileHandle> {
+  return (process.getBuiltinModule('node:fs/promises') as typeof import('node:fs/promises')).open(file, flags, mode);
+}
 
 export interface BlobInfo {
   hash: string;
@@ -113,7 +123,7 @@ export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncI
 // Hashes and writes the body as it arrives, without copying: the write of one
 // chunk (thread pool), its hashing (this thread) and the read of the next overlap.
 async function streamTo(fh: FileHandle, body: AsyncIterable<Uint8Array>, limit: number): Promise<{ hash: string; size: number }> {
-  const hash = createHash('sha256');
+  const hash = newSha256();
   const iterator = body[Symbol.asyncIterator]();
   let size = 0;
   let next = iterator.next();
@@ -280,7 +290,7 @@ async function checkBlob(dataDir: string, hash: string, fileMode: number): Promi
 
 /** SHA-256 of a file, read in large pieces into one buffer. */
 export async function hashFile(file: string): Promise<string> {
-  const hash = createHash('sha256');
+  const hash = newSha256();
   const fh = await open(file, 'r');
   try {
     const buf = Buffer.allocUnsafe(CHUNK);
