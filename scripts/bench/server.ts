@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FRONT_ENDS, giveToWebUser, startServe, stop, type Site } from '../../test/lib/harness.ts';
 import { hashAt, logOf } from './events.ts';
-import { basicAuth, type Row } from './lib.ts';
+import { EXE, basicAuth, cgiEnv, median, type Row } from './lib.ts';
 
 const SECONDS = 5;
 const EVENTS = 100_000;
@@ -76,6 +76,75 @@ async function apacheCopy(log: string): Promise<Site> {
 
 const label = (l: Load) => (l.failures ? ` — ${l.failures}` : '');
 
+interface Wake {
+  /** Median ms from sending an append to the event reaching a waiting client. */
+  sse: number;
+  poll: number;
+  /** The same for appends by another process (a CGI request). */
+  sseFromCgi: number;
+  /** Median round trip of the appends themselves. */
+  append: number;
+  cgiAppend: number;
+}
+
+// How soon waiting clients hear of an append: an event stream and a long poll
+// are open while events are appended through the server and through CGI.
+async function wakeLatency(base: string, auth: string, dataDir: string, rounds = 15): Promise<Wake> {
+  const headers = { Authorization: auth, 'Content-Type': 'application/json' };
+  const body = JSON.stringify({ eventType: 'wake', body: {} });
+  const stream = await fetch(`${base}/events?after=${(await head(base, auth)).hash}`, { headers: { Authorization: auth, Accept: 'text/event-stream' } });
+  const reader = stream.body!.getReader();
+  const arrivals = new Map<string, number>();
+  let text = '';
+  void (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      text += Buffer.from(value).toString();
+      for (const m of text.matchAll(/^id: ([0-9a-f]{64})$/gm)) if (!arrivals.has(m[1])) arrivals.set(m[1], performance.now());
+    }
+  })().catch(() => {});
+  const arrived = async (hash: string) => {
+    while (!arrivals.has(hash)) await new Promise((r) => setTimeout(r, 1));
+    return arrivals.get(hash)!;
+  };
+  const sse: number[] = [];
+  const poll: number[] = [];
+  const append: number[] = [];
+  const fromCgi: number[] = [];
+  const cgiAppend: number[] = [];
+  const env = { ...cgiEnv(dataDir, 'PUT', '/events', { Authorization: auth }), CONTENT_LENGTH: String(body.length) };
+  for (let i = 0; i < rounds; i++) {
+    const last = (await head(base, auth)).hash;
+    const polled = fetch(`${base}/events?after=${last}&wait=30`, { headers }).then(async (r) => { await r.arrayBuffer(); return performance.now(); });
+    await new Promise((r) => setTimeout(r, 20));
+    const sent = performance.now();
+    const res = await fetch(`${base}/events`, { method: 'PUT', headers, body });
+    const answered = performance.now();
+    const { hash } = (await res.json()) as { hash: string };
+    append.push(answered - sent);
+    sse.push((await arrived(hash)) - sent);
+    poll.push((await polled) - sent);
+    // Another process appends: the server hears of it through the file system.
+    const started = performance.now();
+    const out = await promisify(execFile)(EXE, [], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'latin1' }).then(
+      (r) => r.stdout,
+      () => '',
+    );
+    const cgiHash = /"hash":"([0-9a-f]{64})"/.exec(out)?.[1];
+    if (!cgiHash) throw new Error(`CGI append failed: ${out.slice(0, 200)}`);
+    cgiAppend.push(performance.now() - started);
+    fromCgi.push((await arrived(cgiHash)) - started);
+  }
+  await reader.cancel();
+  return { sse: median(sse), poll: median(poll), append: median(append), sseFromCgi: median(fromCgi), cgiAppend: median(cgiAppend) };
+}
+
+async function head(base: string, auth: string): Promise<{ count: number; hash: string }> {
+  const res = await fetch(`${base}/events`, { method: 'HEAD', headers: { Authorization: auth } });
+  return { count: Number(res.headers.get('x-apie-count')), hash: res.headers.get('x-apie-hash')! };
+}
+
 export async function run(): Promise<Row[]> {
   const log = await logOf(EVENTS);
   const one = `/events/${hashAt(log, EVENTS / 2)}`;
@@ -100,6 +169,7 @@ export async function run(): Promise<Row[]> {
     server = await startServe(log, ['--quiet', '--workers', '1']);
     const oneOne = await load(server.base + one, auth, 16);
     const onePut = await load(`${server.base}/events`, auth, 64, true);
+    const wake = await wakeLatency(server.base, auth, log);
     const [p1, p16, p64] = [put.get(1)!, put.get(16)!, put.get(64)!];
     const s = `server (${workers} workers)`;
     const cgi = 'CGI under Apache, 4 connections';
@@ -114,6 +184,10 @@ export async function run(): Promise<Row[]> {
       { section: 'server', what: `${s} \`PUT /events\` p99, 16 connections`, value: p16.p99, unit: 'ms', baseline: { what: '1 connection', value: p1.p99 } },
       { section: 'server', what: `server (--workers 1) \`GET /events/H\`, 16 connections${label(oneOne)}`, value: oneOne.rps, unit: 'req/s', baseline: { what: `${workers} workers`, value: sOne.rps } },
       { section: 'server', what: `server (--workers 1) \`PUT /events\`, 64 connections${label(onePut)}`, value: onePut.rps, unit: 'req/s', baseline: { what: `${workers} workers`, value: p64.rps } },
+      // Waiting clients hear of an append about when its writer does (goal: within 100 ms).
+      { section: 'server', what: 'append → event on an open event stream (from sending the PUT)', value: wake.sse, unit: 'ms', baseline: { what: 'the PUT\'s own round trip', value: wake.append } },
+      { section: 'server', what: 'append → answer to a waiting long poll (`wait=30`)', value: wake.poll, unit: 'ms', baseline: { what: 'the PUT\'s own round trip', value: wake.append } },
+      { section: 'server', what: 'CGI append by another process → event on the stream (inotify)', value: wake.sseFromCgi, unit: 'ms', baseline: { what: 'the CGI process\'s run', value: wake.cgiAppend } },
     ];
   } finally {
     if (server) await stop(server.child);
