@@ -127,10 +127,10 @@ async function wakeLatency(base: string, auth: string, dataDir: string, rounds =
     poll.push((await polled) - sent);
     // Another process appends: the server hears of it through the file system.
     const started = performance.now();
-    const out = await promisify(execFile)(EXE, [], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'latin1' }).then(
-      (r) => r.stdout,
-      () => '',
-    );
+    const out = await new Promise<string>((resolve) => {
+      const child = execFile(EXE, [], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'latin1' }, (_err, stdout) => resolve(stdout));
+      child.stdin!.end(body);
+    });
     const cgiHash = /"hash":"([0-9a-f]{64})"/.exec(out)?.[1];
     if (!cgiHash) throw new Error(`CGI append failed: ${out.slice(0, 200)}`);
     cgiAppend.push(performance.now() - started);
