@@ -48,7 +48,7 @@ export async function run(): Promise<Row[]> {
     { name: 'big', command: EXE, env: cgiEnv(big, 'GET', `/events?after=${hBig}&limit=100`, auth), expect: 200 },
     { name: 'one', command: EXE, env: cgiEnv(big, 'GET', `/events/${hashAt(big, 31_337)}`, auth), expect: 200 },
     { name: 'put', command: `sh -c "${EXE} < ${body}"`, env: put, expect: 200 },
-  ], 60, 5, 6);
+  ], 100, 5, 10);
   const all = medians([{ name: 'all', command: EXE, env: cgiEnv(big, 'GET', '/events', auth), expect: 200 }], 5, 1).get('all')!;
   const node = m.get('node')!;
   for (const dir of [small, big, fresh]) rmSync(join(dir, '..'), { recursive: true, force: true });
