@@ -1,7 +1,7 @@
 // The event log from the command line: `apie import-apie DIR` keeps every hash
 // and byte of an original Apie log and refuses a broken one; `apie verify`
 // names the first damaged event and restores file modes.
-import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -19,13 +19,18 @@ for (const fe of FRONT_ENDS.filter((f) => f.name !== 'server')) {
   t.before.each(async (ctx) => {
     ctx.site = await fe.open({ config: { fileMode: '0640', dirMode: '0750' } });
   });
+  // Original directories made by a test, removed after it.
+  const made: string[] = [];
   t.after.each(async (ctx) => {
     await ctx.site.close();
+    for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
 
   // The original directory, readable by the user the CLI runs as.
   const original = (opts: Parameters<typeof writeOriginalApie>[2] = {}) => {
-    const dir = join(tempDir('apie-original-'), 'apie');
+    const parent = tempDir('apie-original-');
+    made.push(parent);
+    const dir = join(parent, 'apie');
     const hashes = writeOriginalApie(dir, originals, opts);
     giveToWebUser(join(dir, '..'));
     return { dir, hashes };

@@ -373,7 +373,10 @@ function frontEnd(name: string, make: (parent: string, opts: SiteOptions) => Pro
     name,
     async open(opts = {}) {
       const parent = tempDir();
-      const site = await make(parent, opts);
+      const site = await make(parent, opts).catch((err) => {
+        rmSync(parent, { recursive: true, force: true });
+        throw err;
+      });
       const close = site.close;
       site.close = async () => {
         await close();
