@@ -5,11 +5,11 @@
 //   tmp/<pid>-<rand>.tmp  uploads in flight
 //   blobs.lock            held (proper-lockfile) to commit or delete, never to stream
 // Knows nothing of HTTP: failures a client causes are StoreErrors with a reason.
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, type Stats } from 'node:fs';
+import { chmodSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
-import { fsyncDir, writeFileAtomic } from './fsutil.ts';
+import { ensureDir, fsyncPath, statOrNull, writeFileAtomic } from './fsutil.ts';
 import { withLock } from './lock.ts';
 
 type StoreConfig = Pick<Config, 'fileMode' | 'dirMode' | 'lockStaleSeconds'>;
@@ -89,8 +89,8 @@ export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncI
   const problem = nameProblem(opts.name);
   if (problem) throw new StoreError('invalid-name', problem);
   const tmp = tmpDir(dataDir);
-  makeDir(storeDir(dataDir), config.dirMode);
-  makeDir(tmp, config.dirMode);
+  ensureDir(storeDir(dataDir), config.dirMode);
+  ensureDir(tmp, config.dirMode);
   sweepTemp(tmp);
   const temp = join(tmp, `${process.pid}-${(Math.random() * 2 ** 52).toString(16).replace('.', '')}.tmp`);
   let committed = false;
@@ -167,16 +167,16 @@ async function writeAll(fh: FileHandle, chunk: Uint8Array): Promise<void> {
 function commit(dataDir: string, config: StoreConfig, temp: string, hash: string, synced: boolean, opts: PutOptions): Omit<BlobInfo, 'size'> & { created: boolean } {
   const meta = readMeta(dataDir, hash);
   if (meta && exists(blobFile(dataDir, hash))) return { hash, ...meta, created: false };
-  if (!synced) fsyncFile(temp);
+  if (!synced) fsyncPath(temp);
   const fan = fanDir(dataDir, hash);
   if (!exists(fan)) {
-    makeDir(blobsDir(dataDir), config.dirMode);
-    makeDir(fan, config.dirMode);
-    fsyncDir(blobsDir(dataDir));
+    ensureDir(blobsDir(dataDir), config.dirMode);
+    ensureDir(fan, config.dirMode);
+    fsyncPath(blobsDir(dataDir));
   }
   chmodSync(temp, config.fileMode);
   renameSync(temp, blobFile(dataDir, hash));
-  fsyncDir(fan);
+  fsyncPath(fan);
   const info = { name: opts.name, contentType: opts.contentType };
   writeFileAtomic(metaFile(dataDir, hash), JSON.stringify(info), config.fileMode);
   return { hash, ...info, created: true };
@@ -344,26 +344,6 @@ function parseMeta(text: string): { name: string; contentType: string } {
   return { name: meta.name, contentType: meta.contentType };
 }
 
-function fsyncFile(file: string): void {
-  const fd = openSync(file, 'r+');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-// mkdir ignoring the umask, so dirMode is what the directory gets.
-function makeDir(dir: string, mode: number): void {
-  try {
-    mkdirSync(dir, { mode });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return;
-    throw err;
-  }
-  chmodSync(dir, mode);
-}
-
 function removeIfEmpty(dir: string): void {
   try {
     rmdirSync(dir);
@@ -379,10 +359,6 @@ function fixMode(path: string, mode: number): void {
 
 function exists(path: string): boolean {
   return statOrNull(path) !== null;
-}
-
-function statOrNull(path: string): Stats | null {
-  return statSync(path, { throwIfNoEntry: false }) ?? null;
 }
 
 function listDir(dir: string): string[] {

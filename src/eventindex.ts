@@ -6,7 +6,7 @@
 // the caller confirms against the record itself.
 import { closeSync, fdatasyncSync, fstatSync, openSync, readSync, renameSync, writeSync, fchmodSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { fsyncDir } from './fsutil.ts';
+import { fsyncPath } from './fsutil.ts';
 
 export const ENTRY_SIZE = 24;
 export const KIND_HASH = 1;
@@ -211,7 +211,7 @@ export function rebuildTable(file: string, entries: Entry[], room: number, mode:
     writeHeader(fd, { capacity, used: slots.length, indexed: entries.length });
     fdatasyncSync(fd);
     renameSync(tmp, file);
-    fsyncDir(dirname(file));
+    fsyncPath(dirname(file));
   } catch (err) {
     closeSync(fd);
     rmSync(tmp, { force: true });

