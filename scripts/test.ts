@@ -43,6 +43,13 @@ child.on('close', (code) => {
   const passed = num('Passed');
   const skipped = num('Skipped');
   const failed = code === 0 ? total - passed - skipped : Math.max(1, total - passed - skipped);
+  let injected = 0;
+  let lost = 0;
+  for (const m of out.matchAll(/^faults: .*?: (\d+) injected, (\d+) acknowledged lost$/gm)) {
+    injected += Number(m[1]);
+    lost += Number(m[2]);
+  }
+  if (injected > 0) console.log(`\nfaults: ${injected} injected, ${lost === 0 ? 'nothing acknowledged was lost' : `${lost} acknowledged writes LOST`}`);
   console.log(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
   process.exit(code === 0 && failed === 0 && passed > 0 ? 0 : 1);
 });
