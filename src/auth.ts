@@ -41,7 +41,7 @@ export async function authenticate(req: ApieRequest, ctx: Context): Promise<User
   const bearer = BEARER_RE.exec(header);
   const credentials = bearer ? null : parseBasic(header);
   if (!bearer && !credentials) throw unauthorized('malformed Authorization header');
-  const passwd = readPasswd(ctx.dataDir);
+  const passwd = readPasswd(ctx.dataDir, { required: true });
   // stderr is the server log (Apache's error log under CGI).
   for (const problem of passwd.problems) console.error(`apie: ${problem}`);
   if (bearer) {

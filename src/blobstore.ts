@@ -5,11 +5,11 @@
 //   tmp/<pid>-<rand>.tmp  uploads in flight
 //   blobs.lock            held (proper-lockfile) to commit or delete, never to stream
 // Knows nothing of HTTP: failures a client causes are StoreErrors with a reason.
-import { chmodSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
-import { ensureDir, fsyncPath, statOrNull, writeFileAtomic } from './fsutil.ts';
+import { ensureDir, fsyncPath, restoreMode, statOrNull, writeFileAtomic } from './fsutil.ts';
 import { withLock } from './lock.ts';
 
 type StoreConfig = Pick<Config, 'fileMode' | 'dirMode' | 'lockStaleSeconds'>;
@@ -221,18 +221,18 @@ export async function verifyBlobs(dataDir: string, config: StoreConfig): Promise
   const result: VerifyResult = { count: 0, corrupt: [] };
   const blobs = blobsDir(dataDir);
   if (!exists(storeDir(dataDir))) return result;
-  fixMode(storeDir(dataDir), config.dirMode);
+  restoreMode(storeDir(dataDir), config.dirMode);
   if (exists(tmpDir(dataDir))) {
-    fixMode(tmpDir(dataDir), config.dirMode);
+    restoreMode(tmpDir(dataDir), config.dirMode);
     sweepTemp(tmpDir(dataDir));
   }
   if (!exists(blobs)) return result;
-  fixMode(blobs, config.dirMode);
+  restoreMode(blobs, config.dirMode);
   const suspects: string[] = [];
   for (const fan of listDir(blobs)) {
     const dir = join(blobs, fan);
     if (!/^[0-9a-f]{2}$/.test(fan) || !statOrNull(dir)?.isDirectory()) continue;
-    fixMode(dir, config.dirMode);
+    restoreMode(dir, config.dirMode);
     const names = new Set(listDir(dir));
     for (const name of names) {
       const hash = name.replace(/\.json$/, '');
@@ -272,8 +272,8 @@ async function checkBlob(dataDir: string, hash: string, fileMode: number): Promi
   const meta = metaFile(dataDir, hash);
   const file = blobFile(dataDir, hash);
   try {
-    fixMode(meta, fileMode);
-    fixMode(file, fileMode);
+    restoreMode(meta, fileMode);
+    restoreMode(file, fileMode);
     try {
       parseMeta(readFileSync(meta, 'utf8'));
     } catch (err) {
@@ -351,10 +351,6 @@ function removeIfEmpty(dir: string): void {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOENT') throw err;
   }
-}
-
-function fixMode(path: string, mode: number): void {
-  if ((statSync(path).mode & 0o777) !== mode) chmodSync(path, mode);
 }
 
 function exists(path: string): boolean {

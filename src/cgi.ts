@@ -2,8 +2,9 @@
 // (`Status:` line, headers, blank line, body). Binary-safe both ways.
 import { closeSync, openSync, read, readSync, writeSync } from 'node:fs';
 import { createContext, handle } from './app.ts';
-import { ConfigError, resolveDataDir } from './config.ts';
-import { errorResponse, httpError } from './errors.ts';
+import { ConfigError } from './config.ts';
+import { requireDataDir } from './datadir.ts';
+import { ApieError, errorResponse, httpError } from './errors.ts';
 import { REASONS } from './reasons.ts';
 import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
@@ -123,10 +124,10 @@ export async function runCgi(): Promise<void> {
   let ctx: Context | undefined;
   let res: ApieResponse;
   try {
-    ctx = createContext(resolveDataDir());
+    ctx = createContext(requireDataDir());
   } catch (err) {
     // A broken apie.json is the operator's problem; say which key, nothing more.
-    res = errorResponse(err instanceof ConfigError ? httpError(500, err.message) : err);
+    res = errorResponse(err instanceof ConfigError ? new ApieError('misconfigured', err.message) : err);
   }
   res ??= await handle(req, ctx!);
   try {

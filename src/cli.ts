@@ -1,7 +1,7 @@
 // The command line: parses argv and hands over to one module per command.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError } from './config.ts';
-import { HttpError } from './errors.ts';
+import { ApieError, HttpError } from './errors.ts';
 import { VERSION } from './version.ts';
 
 export const USAGE = `Apie ${VERSION}: an event log, a content store and Basic auth, as CGI or a server.
@@ -18,7 +18,10 @@ Usage:
   apie import-apie DIR                  import the event log of an original Apie data directory
   apie --version | --help
 
-The data directory is $APIE_DATA, else --data DIR, else apie-data beside the executable.
+The data directory is the first of: --data DIR; $APIE_DATA; the directory named
+in apie-data.path beside the executable; apie-data beside the executable;
+apie-data in the home directory of the account apie runs as (from the passwd
+database; init and serve create it there when none is found).
 Started by a web server (GATEWAY_INTERFACE set), apie answers one CGI request instead.
 `;
 
@@ -78,8 +81,10 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     // Expected failures carry a message meant for people; anything else is a bug.
-    const expected = err instanceof CliError || err instanceof ConfigError || err instanceof HttpError;
+    const expected = err instanceof CliError || err instanceof ConfigError || err instanceof HttpError || err instanceof ApieError;
     console.error(`apie ${name}: ${expected ? (err as Error).message : err instanceof Error ? err.stack : err}`);
+    // The operator's details (paths, the account) that an HTTP client never sees.
+    if (err instanceof ApieError && typeof err.cause === 'string') console.error(`  (${err.cause})`);
     return 1;
   }
 }

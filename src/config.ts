@@ -1,7 +1,6 @@
 // apie.json: every key optional, unknown keys and wrong types rejected by name.
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { isSea } from 'node:sea';
+import { join } from 'node:path';
 
 export interface Config {
   /** Largest accepted event request body, in bytes. */
@@ -117,21 +116,4 @@ export function loadConfig(dataDir: string): Config {
     throw new ConfigError(`apie.json: not valid JSON (${(err as Error).message})`);
   }
   return parseConfig(raw);
-}
-
-/**
- * The data directory: APIE_DATA, then --data, then `apie-data` beside the
- * executable (beside the working directory when run from source).
- */
-export function resolveDataDir(flag?: string): string {
-  const fromEnv = process.env.APIE_DATA;
-  if (fromEnv) return resolve(fromEnv);
-  if (flag) return resolve(flag);
-  return join(isPackaged() ? dirname(process.execPath) : process.cwd(), 'apie-data');
-}
-
-function isPackaged(): boolean {
-  // pkg's classic executables set process.pkg; SEA ones answer node:sea.
-  if ('pkg' in process) return true;
-  return isSea();
 }

@@ -85,7 +85,8 @@ export function errorResponse(err: unknown): ApieResponse {
   if (err instanceof ApieError) {
     ({ status, message, headers } = err);
     // Server-side failures are logged with their cause; the client sees only the message.
-    if (status >= 500) console.error(err.cause instanceof Error ? `${message}: ${err.cause.stack}` : message);
+    // A string cause is a detail for the operator (paths, the account), never for the client.
+    if (status >= 500) console.error(err.cause instanceof Error ? `${message}: ${err.cause.stack}` : err.cause !== undefined ? `${message} (${err.cause})` : message);
   } else if (err instanceof HttpError) {
     ({ status, message, headers } = err);
   } else {

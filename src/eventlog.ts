@@ -4,11 +4,11 @@
 // Appends are serialised by a lock and made durable in the order log → table
 // → offsets, so the offsets size is the committed count: readers never look
 // past it and never take the lock. Knows nothing of HTTP.
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, fchmodSync, chmodSync, openSync, existsSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, fchmodSync, openSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from './config.ts';
-import { ensureDir, fsyncPath } from './fsutil.ts';
+import { ensureDir, fsyncPath, restoreMode } from './fsutil.ts';
 import {
   ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, encodeEntries, hashKey, idKey, insertSlots, readEntries, readFully,
   rebuildTable, slotsOf, tableInfo, writeFully, type Entry,
@@ -288,8 +288,8 @@ export function appendRaw(dataDir: string, config: Config, after: string, jsons:
 export function verifyLog(dataDir: string, config: Config): Promise<{ count: number; hash: string; tableRebuilt: boolean }> {
   return withWriter(dataDir, config, (w) => {
     const dir = eventsDir(dataDir);
-    chmodSync(dir, config.dirMode);
-    for (const name of ['log', 'offsets', 'table']) if (existsSync(join(dir, name))) chmodSync(join(dir, name), config.fileMode);
+    restoreMode(dir, config.dirMode);
+    for (const name of ['log', 'offsets', 'table']) if (existsSync(join(dir, name))) restoreMode(join(dir, name), config.fileMode);
     return w.verify();
   });
 }

@@ -54,3 +54,15 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
 export function statOrNull(path: string): Stats | null {
   return statSync(path, { throwIfNoEntry: false }) ?? null;
 }
+
+/**
+ * Restores a configured mode without widening: takes away every permission
+ * beyond `mode` and gives the owner what `mode` gives it (Apie needs that),
+ * but never adds permissions for group or others. A narrower mode the
+ * operator chose (0700/0600 under suEXEC) stays as it is.
+ */
+export function restoreMode(path: string, mode: number): void {
+  const current = statSync(path).mode & 0o7777;
+  const wanted = (current & mode & 0o777) | (mode & 0o700);
+  if (wanted !== current) chmodSync(path, wanted);
+}

@@ -3,6 +3,9 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
+import { runningAs } from './datadir.ts';
+import { ApieError } from './errors.ts';
+import { programName } from './executable.ts';
 import type { User } from './types.ts';
 
 export interface Passwd {
@@ -75,18 +78,25 @@ function collect(lines: Line[]): Passwd {
   return { users, problems };
 }
 
-function readText(dataDir: string): string {
+// A passwd that is missing where one is required, or that we may not read, is
+// the operator's to fix: never reported as a wrong password.
+function readText(dataDir: string, required = false): string {
+  const file = passwdPath(dataDir);
   try {
-    return readFileSync(passwdPath(dataDir), 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    const code = (err as NodeJS.ErrnoException).code;
+    const detail = `${file}: ${(err as Error).message}; running as ${runningAs()}`;
+    if (code === 'ENOENT' && !required) return '';
+    if (code === 'ENOENT') throw new ApieError('misconfigured', `the data directory has no passwd: add a user with \`${programName()} user add NAME\` as this site's account`, { cause: detail });
+    if (code === 'EACCES') throw new ApieError('misconfigured', `passwd in the data directory is not readable by the account ${programName()} runs as`, { cause: detail });
     throw err;
   }
 }
 
-/** Reads DIR/passwd; a missing file has no users. */
-export function readPasswd(dataDir: string): Passwd {
-  return parsePasswd(readText(dataDir));
+/** Reads DIR/passwd; a missing file has no users, unless `required` (to log in), when it is an error. */
+export function readPasswd(dataDir: string, opts: { required?: boolean } = {}): Passwd {
+  return parsePasswd(readText(dataDir, opts.required));
 }
 
 function formatUser(u: User): string {

@@ -3,9 +3,9 @@
 // hash, keyed with a secret kept in the data directory. Changing the password,
 // removing the user or rotating the secret therefore revokes every token, and
 // checking one is a file read and an HMAC: no bcrypt, no lock.
-import { chmodSync, linkSync, readFileSync, unlinkSync } from 'node:fs';
+import { linkSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from './fsutil.ts';
+import { restoreMode, writeFileAtomic } from './fsutil.ts';
 import { constantTimeEqual, hmacSha256 } from './sha256.ts';
 import type { User } from './types.ts';
 
@@ -60,7 +60,7 @@ function ensureSecret(dataDir: string): Buffer {
 export function checkSecret(dataDir: string): string | null {
   try {
     if (readSecret(dataDir) === null) return null;
-    chmodSync(secretPath(dataDir), 0o600);
+    restoreMode(secretPath(dataDir), 0o600);
     return null;
   } catch (err) {
     return (err as Error).message;

@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import bcrypt from 'bcryptjs';
 import { basicHeader, bearer, cliAsync, tokenFor, whoami } from './lib/auth.ts';
-import { ALICE, FRONT_ENDS, fileMode, giveToWebUser, type Site } from './lib/harness.ts';
+import { ALICE, FRONT_ENDS, fileMode, type Site } from './lib/harness.ts';
 
 const APP = 'https://app.example.com';
 const USERS = {
@@ -253,7 +253,7 @@ for (const fe of FRONT_ENDS) {
     writeFileSync(file, readFileSync(file, 'utf8') + '\n' + apieLine('original', 'orig-pw', 'From the original Apie') +
       'broken:not-a-hash\n' + apieLine('htuser', 'duplicate-pw', 'a second line for htuser'));
     chmodSync(file, 0o604);
-    giveToWebUser(file);
+    ctx.site.own(file);
   });
   t.after(async (ctx) => {
     await ctx.site.close();

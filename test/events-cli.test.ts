@@ -5,7 +5,7 @@ import { chmodSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:f
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ALICE, FRONT_ENDS, giveToWebUser, tempDir, type Site } from './lib/harness.ts';
+import { ALICE, FRONT_ENDS, tempDir, type Site } from './lib/harness.ts';
 import { H0, logHead, put, writeOriginalApie } from './lib/events.ts';
 
 // J as the original wrote it: compact, pretty-printed (newlines inside), non-ASCII.
@@ -27,18 +27,18 @@ for (const fe of FRONT_ENDS.filter((f) => f.name !== 'server')) {
   });
 
   // The original directory, readable by the user the CLI runs as.
-  const original = (opts: Parameters<typeof writeOriginalApie>[2] = {}) => {
+  const original = (site: Site, opts: Parameters<typeof writeOriginalApie>[2] = {}) => {
     const parent = tempDir('apie-original-');
     made.push(parent);
     const dir = join(parent, 'apie');
     const hashes = writeOriginalApie(dir, originals, opts);
-    giveToWebUser(join(dir, '..'));
+    site.own(join(dir, '..'));
     return { dir, hashes };
   };
 
   for (const finalNewline of [false, true]) {
     t(`should import an original log with every hash and byte${finalNewline ? ' (files ending in an unhashed newline)' : ''}, then append after it`, async ({ site }) => {
-      const { dir, hashes } = original({ finalNewline });
+      const { dir, hashes } = original(site, { finalNewline });
       const r = site.cli(['import-apie', dir]);
       assert.is(r.status, 0, r.stderr);
       assert.match(r.stdout, `imported ${originals.length} event(s)`);
@@ -56,7 +56,7 @@ for (const fe of FRONT_ENDS.filter((f) => f.name !== 'server')) {
   }
 
   t('should refuse a chain that does not verify, naming the first bad entry, and import nothing', async ({ site }) => {
-    const { dir, hashes } = original();
+    const { dir, hashes } = original(site);
     const file = join(dir, hashes[6]);
     writeFileSync(file, readFileSync(file, 'utf8').replace('"i":6', '"i":66'));
     const r = site.cli(['import-apie', dir]);
@@ -64,7 +64,7 @@ for (const fe of FRONT_ENDS.filter((f) => f.name !== 'server')) {
     assert.match(r.stderr, /entry 7 \(/);
     assert.is((await logHead(site)).count, 0);
     // A missing entry breaks the link of the one after it.
-    const gap = original();
+    const gap = original(site);
     writeFileSync(join(gap.dir, 'index'), gap.hashes.filter((_, i) => i !== 3).join('\n') + '\n');
     const g = site.cli(['import-apie', gap.dir]);
     assert.is(g.status, 1);
@@ -75,7 +75,7 @@ for (const fe of FRONT_ENDS.filter((f) => f.name !== 'server')) {
 
   t('should refuse to import into a log that does not end where the import starts', async ({ site }) => {
     assert.is((await put(site, { eventType: 'first', body: 1 })).status, 200);
-    const { dir } = original();
+    const { dir } = original(site);
     const r = site.cli(['import-apie', dir]);
     assert.is(r.status, 1);
     assert.match(r.stderr, new RegExp(`starts after ${H0}`));

@@ -6,7 +6,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { CliError, parse, UsageError } from '../cli.ts';
-import { loadConfig, resolveDataDir } from '../config.ts';
+import { loadConfig } from '../config.ts';
+import { resolveDataDir } from '../datadir.ts';
 import { appendRaw, head } from '../eventlog.ts';
 
 const HASH_RE = /[0-9a-f]{64}/;

@@ -1,9 +1,11 @@
 // apie init [DIR]: a working data directory with apie.json and an admin user.
-import { existsSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parse } from '../cli.ts';
-import { configJson, defaults, loadConfig, resolveDataDir } from '../config.ts';
-import { ensureDir, writeFileAtomic } from '../fsutil.ts';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { parse, UsageError } from '../cli.ts';
+import { configJson, defaults, loadConfig } from '../config.ts';
+import { accountName, DATA_DIR_NAME, dataDirToCreate, locateDataDir, POINTER_FILE } from '../datadir.ts';
+import { executableDir, isPackaged, programName } from '../executable.ts';
+import { ensureDir, statOrNull, writeFileAtomic } from '../fsutil.ts';
 import { formatPasswd, readPasswd } from '../passwd.ts';
 
 const DENY_ALL = `# Apie data: never served by the web server.
@@ -45,8 +47,53 @@ export async function initDataDir(dir: string): Promise<void> {
 
 export async function init(args: string[]): Promise<number> {
   const { positionals, values } = parse(args, {});
-  const dir = positionals[0] ?? resolveDataDir(values.data as string | undefined);
+  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
+  const dir = positionals[0] !== undefined ? resolve(positionals[0]) : dataDirToCreate(values.data as string | undefined);
   await initDataDir(dir);
   console.log(`apie: data directory ${dir} is ready`);
+  if (isPackaged()) printDeploy(dir);
   return 0;
+}
+
+// What this account still has to do for the CGI program beside this
+// executable to find and use the directory, as lines to paste.
+function printDeploy(dir: string): void {
+  const exeDir = executableDir();
+  const exe = join(exeDir, programName());
+  const lines: string[] = [];
+  // The CGI sees no --data and, under suEXEC, no APIE_DATA: only files beside it and the home directory.
+  let found: string | undefined;
+  try {
+    found = locateDataDir(undefined, {})?.dir;
+  } catch {
+    // An unreadable or malformed apie-data.path: the lines below replace it.
+  }
+  const pointer = join(exeDir, POINTER_FILE);
+  if (found !== dir && dir !== join(exeDir, DATA_DIR_NAME)) {
+    lines.push(`echo ${sh(dir)} > ${sh(pointer)}`, `chmod 644 ${sh(pointer)}`);
+  }
+  // suEXEC refuses a program that others may write to.
+  if ((statSync(exe).mode & 0o7777) !== 0o755) lines.push(`chmod 755 ${sh(exe)}`);
+  if (!existsSync(join(exeDir, '.htaccess'))) lines.push(`# and upload the shipped .htaccess into ${exeDir}`);
+  if (lines.length) {
+    console.log(`apie: for ${exe} to serve it as CGI, run:`);
+    for (const line of lines) console.log(`        ${line}`);
+  }
+  // Without suEXEC the web server's own user runs the program: it must reach and write the data.
+  const blocked = parents(dir).filter((p) => ((statOrNull(p)?.mode ?? 0o777) & 0o001) === 0);
+  console.log(`apie: without suEXEC (CGI running as the web server's user, not as ${accountName()}), also:`);
+  for (const p of blocked) console.log(`        chmod o+x ${sh(p)}`);
+  console.log(`        sudo chown -R www-data: ${sh(dir)}     # and run ${programName()} as that user: sudo -u www-data ${sh(exe)} …`);
+}
+
+// The directories above dir, down from the first below /.
+function parents(dir: string): string[] {
+  const out: string[] = [];
+  for (let p = dirname(dir); p !== dirname(p); p = dirname(p)) out.unshift(p);
+  return out;
+}
+
+// A path as one shell word.
+function sh(path: string): string {
+  return /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replace(/'/g, `'\\''`)}'`;
 }

@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os';
 import { createContext } from '../app.ts';
 import { parse, UsageError } from '../cli.ts';
-import { resolveDataDir } from '../config.ts';
+import { dataDirToCreate } from '../datadir.ts';
 import { startServer, stopServer } from '../server.ts';
 import { initDataDir } from './init.ts';
 
@@ -31,7 +31,7 @@ export async function serve(args: string[]): Promise<number> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a port number, not "${values.port}"`);
   const workers = values.workers === undefined ? availableParallelism() : Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new UsageError(`--workers must be a whole number from 1 to 256, not "${values.workers}"`);
-  const opts: Options = { host: values.host as string, port, workers, quiet: values.quiet as boolean, dataDir: resolveDataDir(values.data as string | undefined) };
+  const opts: Options = { host: values.host as string, port, workers, quiet: values.quiet as boolean, dataDir: dataDirToCreate(values.data as string | undefined) };
   await initDataDir(opts.dataDir);
   return workers > 1 ? primary(opts) : run(opts, false);
 }

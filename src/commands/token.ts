@@ -1,7 +1,7 @@
 // apie token rotate: a new token secret, so every bearer token stops working.
 import { existsSync } from 'node:fs';
 import { CliError, parse, UsageError } from '../cli.ts';
-import { resolveDataDir } from '../config.ts';
+import { resolveDataDir } from '../datadir.ts';
 import { rotateSecret } from '../token.ts';
 
 export async function token(args: string[]): Promise<number> {

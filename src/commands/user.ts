@@ -1,6 +1,7 @@
 // apie user add|passwd|remove|list: the passwd file from the command line.
 import { CliError, parse, UsageError } from '../cli.ts';
-import { defaults, loadConfig, resolveDataDir } from '../config.ts';
+import { defaults, loadConfig } from '../config.ts';
+import { resolveDataDir } from '../datadir.ts';
 import { ensureDir } from '../fsutil.ts';
 import { passwordProblem, readPasswd, updatePasswd, validInfo, validName } from '../passwd.ts';
 

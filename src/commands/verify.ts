@@ -1,7 +1,8 @@
 // apie verify: checks passwd, the event chain and the content store; restores
 // file modes and repairs what a crash left behind. Exit code 1 when anything is wrong.
 import { parse, UsageError } from '../cli.ts';
-import { loadConfig, resolveDataDir } from '../config.ts';
+import { loadConfig } from '../config.ts';
+import { resolveDataDir } from '../datadir.ts';
 import { LogCorrupt, verifyLog } from '../eventlog.ts';
 import { readPasswd } from '../passwd.ts';
 import { verifyBlobs } from '../blobstore.ts';

@@ -2,7 +2,7 @@
 // and command-line runs that overlap in time.
 import { spawn } from 'node:child_process';
 import * as assert from 'uvu/assert';
-import { EXE, WEB_USER, type Site } from './harness.ts';
+import { EXE, type Site } from './harness.ts';
 
 /** A Basic Authorization header from raw credential bytes (which need not be UTF-8). */
 export function basicHeader(credentials: string | Buffer): { Authorization: string } {
@@ -35,7 +35,7 @@ export function cliAsync(site: Site, args: string[], input = ''): Promise<{ stat
     const child = spawn(EXE, args, {
       env: { PATH: process.env.PATH ?? '', APIE_DATA: site.dataDir },
       stdio: ['pipe', 'ignore', 'pipe'],
-      ...(site.kind === 'apache' ? WEB_USER : {}),
+      ...site.runAs,
     });
     let stderr = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);

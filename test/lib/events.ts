@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
-import { ALICE, cgiEnv, EXE, parseCgiOutput, WEB_USER, type Reply, type Site } from './harness.ts';
+import { ALICE, cgiEnv, EXE, parseCgiOutput, type Reply, type Site } from './harness.ts';
 
 export const H0 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
@@ -43,9 +43,8 @@ export async function logHead(site: Site): Promise<{ count: number; hash: string
  */
 export function cgiProcess(site: Site, method: string, path: string, body?: string, headers: Record<string, string> = {}, killAfterMs?: number) {
   const env = cgiEnv(site.dataDir, method, path, { auth: ALICE, headers: { ...JSON_HEADERS, ...headers }, body });
-  const asWeb = site.kind === 'apache' && WEB_USER ? { uid: WEB_USER.uid, gid: WEB_USER.gid } : {};
   return new Promise<{ reply?: Reply; killed: boolean }>((resolve, reject) => {
-    const child = spawn(EXE, [], { env, stdio: ['pipe', 'pipe', 'pipe'], ...asWeb });
+    const child = spawn(EXE, [], { env, stdio: ['pipe', 'pipe', 'pipe'], ...site.runAs });
     const out: Buffer[] = [];
     child.stdout.on('data', (d) => out.push(d));
     child.stderr.on('data', () => {});

@@ -5,8 +5,10 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, lstatSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import bcrypt from 'bcryptjs';
+import { POINTER_FILE } from '../../src/datadir.ts';
+import { accountExecutable, ensureAccount, suexecBuild, suexecLog, SUEXEC_MODULE, type Account } from './suexec.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const EXE = join(ROOT, 'cgi-bin', 'apie.cgi');
@@ -32,8 +34,16 @@ export interface RequestOptions {
 
 /** A running Apie over one data directory, reachable through one front end. */
 export interface Site {
-  /** Front-end name: cgi, server or apache. */
+  /** Front-end name: cgi, server, apache or suexec. */
   kind: string;
+  /** Whether requests pass through Apache (which sets Content-Length and resolves paths itself). */
+  apache: boolean;
+  /** The account this site runs CGI programs as (undefined: this process's). */
+  runAs?: { uid: number; gid: number };
+  /** The directory holding apie.cgi (Apache sites). */
+  programDir?: string;
+  /** Gives a tree to the account this site runs CGI programs as. */
+  own(path: string): void;
   dataDir: string;
   /** Base URL (server, apache) or a pseudo-URL for cgi. */
   base: string;
@@ -191,6 +201,8 @@ async function cgiSite(parent: string, opts: SiteOptions): Promise<Site> {
   const dataDir = makeDataDir(parent, opts);
   return {
     kind: 'cgi',
+    apache: false,
+    own: () => {},
     dataDir,
     base: 'cgi:',
     request: (method, path, o = {}) => runCgi(cgiEnv(dataDir, method, path, o), o.body),
@@ -240,6 +252,8 @@ async function serverSite(parent: string, opts: SiteOptions): Promise<Site> {
   const { child, base } = await startServe(dataDir, ['--quiet']);
   return {
     kind: 'server',
+    apache: false,
+    own: () => {},
     dataDir,
     base,
     request: (method, path, o = {}) => fetchReply(base + path, method, o),
@@ -250,11 +264,7 @@ async function serverSite(parent: string, opts: SiteOptions): Promise<Site> {
   };
 }
 
-// One Apache per test process; each site is its own directory under the
-// document root holding the executable, the shipped .htaccess and, beside
-// them, the default data directory apie-data.
-let apache: { root: string; port: number; child: ChildProcess; docroot: string; seq: number } | undefined;
-
+/** The uid/gid Apache runs CGI programs as (undefined: the current user). */
 const WWW = (() => {
   if (!IS_ROOT) return undefined;
   const id = spawnSync('id', ['-u', 'www-data'], { encoding: 'utf8' });
@@ -262,10 +272,49 @@ const WWW = (() => {
   return id.status === 0 ? { uid: Number(id.stdout), gid: Number(gid.stdout) } : undefined;
 })();
 
-/** The uid/gid Apache runs CGI programs as (undefined: the current user). */
+/** The uid/gid plain Apache runs CGI programs as (undefined: the current user). */
 export const WEB_USER = WWW;
 
-function apacheConfig(root: string, docroot: string, port: number): string {
+/** Gives a tree to uid/gid. */
+export function chownTree(path: string, uid: number, gid: number): void {
+  chownSync(path, uid, gid);
+  if (lstatSync(path).isDirectory()) for (const e of readdirSync(path)) chownTree(join(path, e), uid, gid);
+}
+
+/** Gives a tree to the web server's user, as a shared-hosting account would own it. */
+export function giveToWebUser(path: string): void {
+  if (WWW) chownTree(path, WWW.uid, WWW.gid);
+}
+
+// suEXEC can be tested only as root with apache2-suexec-pristine installed.
+const SUEXEC = HAS_APACHE ? suexecBuild() : 'apache2 is not installed';
+/** Why the suEXEC site is not available here, or null when it is. */
+export const SUEXEC_MISSING: string | null = typeof SUEXEC === 'string' ? SUEXEC : WWW ? null : 'there is no www-data user';
+let suexecAccount: Account | undefined;
+
+/** The account the suEXEC site runs CGI as (created when missing). */
+export function suexecUser(): Account {
+  if (SUEXEC_MISSING !== null || typeof SUEXEC === 'string') throw new Error(`suEXEC is not available: ${SUEXEC_MISSING}`);
+  if (!suexecAccount) {
+    const account = ensureAccount(SUEXEC);
+    if (typeof account === 'string') throw new Error(account);
+    suexecAccount = account;
+  }
+  return suexecAccount;
+}
+
+// One Apache per kind and test process: `apache` runs CGI as www-data from a
+// document root in a temporary directory; `suexec` runs it through suEXEC as
+// the throwaway account, from that account's public_html under AP_DOC_ROOT.
+// Each site is its own directory under the document root.
+interface Apache {
+  root: string;
+  port: number;
+  docroot: string;
+}
+const apaches = new Map<string, Promise<Apache>>();
+
+function apacheConfig(root: string, docroot: string, port: number, extra: string[]): string {
   const mods = ['mpm_prefork', 'authz_core', 'authz_host', 'access_compat', 'alias', 'cgi', 'rewrite', 'setenvif', 'env', 'mime', 'dir', 'headers', 'version'];
   return [
     `ServerRoot ${root}`,
@@ -280,6 +329,7 @@ function apacheConfig(root: string, docroot: string, port: number): string {
     WWW ? 'User www-data\nGroup www-data' : '',
     'StartServers 4\nMinSpareServers 4\nMaxSpareServers 16\nMaxRequestWorkers 64',
     'Timeout 120',
+    ...extra,
     `DocumentRoot ${docroot}`,
     '<Directory />\n  AllowOverride None\n  Require all denied\n</Directory>',
     `<Directory ${docroot}>\n  AllowOverride All\n  Options FollowSymLinks\n  Require all granted\n</Directory>`,
@@ -287,19 +337,38 @@ function apacheConfig(root: string, docroot: string, port: number): string {
   ].join('\n');
 }
 
-async function startApache(): Promise<NonNullable<typeof apache>> {
-  if (apache) return apache;
-  const root = tempDir('apie-apache-');
-  const docroot = join(root, 'www');
-  mkdirSync(docroot, { mode: 0o755 });
+function startApache(kind: 'apache' | 'suexec' = 'apache'): Promise<Apache> {
+  let started = apaches.get(kind);
+  if (!started) {
+    started = launchApache(kind);
+    apaches.set(kind, started);
+  }
+  return started;
+}
+
+async function launchApache(kind: 'apache' | 'suexec'): Promise<Apache> {
+  const root = tempDir(`apie-${kind}-`);
+  let docroot = join(root, 'www');
+  const extra: string[] = [];
+  if (kind === 'suexec') {
+    const account = suexecUser();
+    docroot = account.docroot;
+    extra.push(`LoadModule suexec_module ${SUEXEC_MODULE}`, `SuexecUserGroup ${account.name} ${account.name}`);
+  } else {
+    mkdirSync(docroot, { mode: 0o755 });
+  }
   const port = await freePort();
-  writeFileSync(join(root, 'httpd.conf'), apacheConfig(root, docroot, port));
+  writeFileSync(join(root, 'httpd.conf'), apacheConfig(root, docroot, port, extra));
   const check = spawnSync(APACHE, ['-f', join(root, 'httpd.conf'), '-t'], { encoding: 'utf8' });
   if (check.status !== 0) throw new Error(`apache config: ${check.stderr}`);
   // Its own process group: on shutdown Apache signals its whole group, which
   // must not include the test runner. unref: it is stopped on exit instead.
   const child = spawn(APACHE, ['-f', join(root, 'httpd.conf'), '-DFOREGROUND'], { stdio: 'ignore', detached: true });
   child.unref();
+  process.once('exit', () => {
+    child.kill('SIGTERM');
+    rmSync(root, { recursive: true, force: true });
+  });
   for (let i = 0; i < 100; i++) {
     try {
       await fetch(`http://127.0.0.1:${port}/`);
@@ -308,56 +377,102 @@ async function startApache(): Promise<NonNullable<typeof apache>> {
       await new Promise((r) => setTimeout(r, 50));
     }
   }
-  apache = { root, port, child, docroot, seq: 0 };
-  process.once('exit', () => {
-    child.kill('SIGTERM');
-    rmSync(root, { recursive: true, force: true });
-  });
-  return apache;
+  return { root, port, docroot };
 }
 
-/** Gives a tree to the web server's user, as a shared-hosting account would own it. */
-export function giveToWebUser(path: string): void {
-  if (!WWW) return;
-  const walk = (p: string) => {
-    chownSync(p, WWW.uid, WWW.gid);
-    if (lstatSync(p).isDirectory()) for (const e of readdirSync(p)) walk(join(p, e));
-  };
-  walk(path);
+/** A site directory under an Apache document root: DIR/cgi-bin with the executable and the shipped .htaccess. */
+function siteDirs(docroot: string): { siteDir: string; cgiDir: string } {
+  const siteDir = mkdtempSync(join(docroot, 'site-'));
+  chmodSync(siteDir, 0o755);
+  const cgiDir = join(siteDir, 'cgi-bin');
+  mkdirSync(cgiDir, { mode: 0o755 });
+  copyFileSync(HTACCESS, join(cgiDir, '.htaccess'));
+  return { siteDir, cgiDir };
 }
 
 async function apacheSite(_parent: string, opts: SiteOptions): Promise<Site> {
   const a = await startApache();
-  const name = `site${++a.seq}`;
-  const siteDir = join(a.docroot, name);
-  const cgiDir = join(siteDir, 'cgi-bin');
-  mkdirSync(cgiDir, { recursive: true, mode: 0o755 });
+  const { siteDir, cgiDir } = siteDirs(a.docroot);
   try {
     linkSync(EXE, join(cgiDir, 'apie.cgi'));
   } catch {
     copyFileSync(EXE, join(cgiDir, 'apie.cgi'));
     chmodSync(join(cgiDir, 'apie.cgi'), 0o755);
   }
-  copyFileSync(HTACCESS, join(cgiDir, '.htaccess'));
   // The default data directory: apie-data beside the executable.
   const dataDir = makeDataDir(cgiDir, opts);
   giveToWebUser(dataDir);
-  const base = `http://127.0.0.1:${a.port}/${name}/cgi-bin/apie.cgi`;
+  const base = `http://127.0.0.1:${a.port}/${basename(siteDir)}/cgi-bin/apie.cgi`;
   return {
     kind: 'apache',
+    apache: true,
+    runAs: WWW,
+    programDir: cgiDir,
     dataDir,
     base,
     request: (method, path, o = {}) => fetchReply(base + path, method, o),
     cli: (args, input) => runCli(args, { env: { APIE_DATA: dataDir }, input, ...WWW }),
+    own: giveToWebUser,
     close: async () => {
       rmSync(siteDir, { recursive: true, force: true });
     },
   };
 }
 
-/** The Apache error log (for diagnosing a failed test). */
-export function apacheErrorLog(): string {
-  return apache ? spawnSync('tail', ['-n', '30', join(apache.root, 'error.log')], { encoding: 'utf8' }).stdout : '';
+/** Options for a suEXEC site beyond the data directory's content. */
+export interface SuexecSiteOptions extends SiteOptions {
+  /** Leave out apie-data.path, so the program has to find its data some other way (or not at all). */
+  noPointer?: boolean;
+}
+
+// As the README deploys under suEXEC: the program and its directory belong to
+// the account, the data directory is private to it (0700/0600, which only
+// works because CGI runs as the account) and is named in apie-data.path,
+// since suEXEC passes no APIE_DATA.
+async function suexecSite(parent: string, opts: SuexecSiteOptions): Promise<Site> {
+  const a = await startApache('suexec');
+  const account = suexecUser();
+  const ids = { uid: account.uid, gid: account.gid };
+  const { siteDir, cgiDir } = siteDirs(a.docroot);
+  linkSync(accountExecutable(account, EXE), join(cgiDir, 'apie.cgi'));
+  const dataDir = makeDataDir(parent, { ...opts, config: { fileMode: '0600', dirMode: '0700', ...opts.config } });
+  chmodSync(dataDir, 0o700);
+  for (const f of readdirSync(dataDir)) chmodSync(join(dataDir, f), 0o600);
+  if (!opts.noPointer) writeFileSync(join(cgiDir, POINTER_FILE), `${dataDir}\n`, { mode: 0o644 });
+  chownTree(siteDir, account.uid, account.gid);
+  chownTree(dataDir, account.uid, account.gid);
+  const base = `http://127.0.0.1:${a.port}/${basename(siteDir)}/cgi-bin/apie.cgi`;
+  return {
+    kind: 'suexec',
+    apache: true,
+    runAs: ids,
+    programDir: cgiDir,
+    dataDir,
+    base,
+    request: (method, path, o = {}) => fetchReply(base + path, method, o),
+    cli: (args, input) => runCli(args, { env: { APIE_DATA: dataDir }, input, ...ids }),
+    own: (path) => chownTree(path, account.uid, account.gid),
+    close: async () => {
+      rmSync(siteDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The base URL of the suEXEC site's document root (the account's public_html). */
+export async function suexecBase(): Promise<string> {
+  const a = await startApache('suexec');
+  return `http://127.0.0.1:${a.port}`;
+}
+
+/** The end of the Apache error logs and suEXEC's log (for diagnosing a failed test). */
+export async function apacheErrorLog(): Promise<string> {
+  let out = '';
+  for (const [kind, started] of apaches) {
+    const a = await started.catch(() => undefined);
+    if (a) out += `${kind}:\n${spawnSync('tail', ['-n', '30', join(a.root, 'error.log')], { encoding: 'utf8' }).stdout}`;
+  }
+  if (typeof SUEXEC !== 'string' && apaches.has('suexec')) out += `suexec log:\n${suexecLog(SUEXEC)}`;
+  return out;
 }
 
 /** The base URL of the shared Apache (starting it if needed). */
@@ -368,10 +483,10 @@ export async function apacheBase(): Promise<string> {
 
 export type FrontEnd = { name: string; open(opts?: SiteOptions): Promise<Site> };
 
-function frontEnd(name: string, make: (parent: string, opts: SiteOptions) => Promise<Site>): FrontEnd {
+function frontEnd<O extends SiteOptions>(name: string, make: (parent: string, opts: O) => Promise<Site>): { name: string; open(opts?: O): Promise<Site> } {
   return {
     name,
-    async open(opts = {}) {
+    async open(opts = {} as O) {
       const parent = tempDir();
       const site = await make(parent, opts).catch((err) => {
         rmSync(parent, { recursive: true, force: true });
@@ -387,15 +502,20 @@ function frontEnd(name: string, make: (parent: string, opts: SiteOptions) => Pro
   };
 }
 
-/** Every front end available here; Apache is left out (and said so) when not installed. */
+/** The suEXEC front end, with its extra options; undefined when suEXEC cannot run here. */
+export const SUEXEC_FRONT_END = SUEXEC_MISSING === null ? frontEnd('suexec', suexecSite) : undefined;
+
+/** Every front end available here; Apache and suEXEC are left out (and said so) when they cannot run. */
 export const FRONT_ENDS: FrontEnd[] = [
   frontEnd('cgi', cgiSite),
   frontEnd('server', serverSite),
   ...(HAS_APACHE ? [frontEnd('apache', apacheSite)] : []),
+  ...(SUEXEC_FRONT_END ? [SUEXEC_FRONT_END] : []),
 ];
-if (!HAS_APACHE && !(globalThis as any).__apieApacheWarned) {
-  (globalThis as any).__apieApacheWarned = true;
-  console.log('SKIPPED: Apache tests (apache2 is not installed; .ci/run installs it)');
+if (!(globalThis as any).__apieSkipsReported) {
+  (globalThis as any).__apieSkipsReported = true;
+  if (!HAS_APACHE) console.log('SKIPPED: Apache tests (apache2 is not installed; .ci/run installs it)');
+  if (SUEXEC_MISSING !== null) console.log(`SKIPPED: suEXEC tests (${SUEXEC_MISSING})`);
 }
 
 /** Permission bits of a file. */
