@@ -12,10 +12,15 @@ export function fsyncPath(path: string): void {
   }
 }
 
+// The setgid bit of a directory: what is created in it takes its group. A
+// data directory shared with the web server's group (no suEXEC) relies on it.
+const SETGID = 0o2000;
+
 /** Creates a directory (and parents) with a mode, ignoring the umask for the last one. */
 export function ensureDir(dir: string, mode: number): void {
-  // mkdir's mode passes through the umask; a directory made here gets `mode` exactly.
-  if (mkdirSync(dir, { recursive: true, mode }) !== undefined) chmodSync(dir, mode);
+  // mkdir's mode passes through the umask; a directory made here gets `mode`
+  // exactly, keeping the setgid bit it inherited from its parent.
+  if (mkdirSync(dir, { recursive: true, mode }) !== undefined) chmodSync(dir, mode | (statSync(dir).mode & SETGID));
 }
 
 let tmpCounter = 0;
@@ -59,10 +64,12 @@ export function statOrNull(path: string): Stats | null {
  * Restores a configured mode without widening: takes away every permission
  * beyond `mode` and gives the owner what `mode` gives it (Apie needs that),
  * but never adds permissions for group or others. A narrower mode the
- * operator chose (0700/0600 under suEXEC) stays as it is.
+ * operator chose (0700/0600 under suEXEC) stays as it is, and so does a
+ * directory's setgid bit.
  */
 export function restoreMode(path: string, mode: number): void {
-  const current = statSync(path).mode & 0o7777;
-  const wanted = (current & mode & 0o777) | (mode & 0o700);
+  const stats = statSync(path);
+  const current = stats.mode & 0o7777;
+  const wanted = (current & mode & 0o777) | (mode & 0o700) | (stats.isDirectory() ? current & SETGID : 0);
   if (wanted !== current) chmodSync(path, wanted);
 }

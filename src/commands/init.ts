@@ -60,30 +60,31 @@ export async function init(args: string[]): Promise<number> {
 function printDeploy(dir: string): void {
   const exeDir = executableDir();
   const exe = join(exeDir, programName());
+  const pointer = join(exeDir, POINTER_FILE);
   const lines: string[] = [];
-  // The CGI sees no --data and, under suEXEC, no APIE_DATA: only files beside it and the home directory.
-  let found: string | undefined;
+  // CGI sees no --data and, under suEXEC, no APIE_DATA. Found in the home
+  // directory is not enough: without suEXEC the web server's user has another.
+  let located;
   try {
-    found = locateDataDir(undefined, {})?.dir;
+    located = locateDataDir(undefined, {});
   } catch {
     // An unreadable or malformed apie-data.path: the lines below replace it.
   }
-  const pointer = join(exeDir, POINTER_FILE);
-  if (found !== dir && dir !== join(exeDir, DATA_DIR_NAME)) {
-    lines.push(`echo ${sh(dir)} > ${sh(pointer)}`, `chmod 644 ${sh(pointer)}`);
-  }
+  const found = located?.dir === dir && (located.source === POINTER_FILE || dir === join(exeDir, DATA_DIR_NAME));
+  if (!found) lines.push(`echo ${sh(dir)} > ${sh(pointer)}`, `chmod 644 ${sh(pointer)}`);
   // suEXEC refuses a program that others may write to.
   if ((statSync(exe).mode & 0o7777) !== 0o755) lines.push(`chmod 755 ${sh(exe)}`);
-  if (!existsSync(join(exeDir, '.htaccess'))) lines.push(`# and upload the shipped .htaccess into ${exeDir}`);
-  if (lines.length) {
-    console.log(`apie: for ${exe} to serve it as CGI, run:`);
+  const htaccess = existsSync(join(exeDir, '.htaccess'));
+  if (lines.length || !htaccess) {
+    console.log(`apie: for ${exe} to find it as CGI (with suEXEC or without)${lines.length ? ', run:' : ''}`);
     for (const line of lines) console.log(`        ${line}`);
+    if (!htaccess) console.log(`      and put the shipped .htaccess beside ${programName()}.`);
   }
   // Without suEXEC the web server's own user runs the program: it must reach and write the data.
   const blocked = parents(dir).filter((p) => ((statOrNull(p)?.mode ?? 0o777) & 0o001) === 0);
   console.log(`apie: without suEXEC (CGI running as the web server's user, not as ${accountName()}), also:`);
   for (const p of blocked) console.log(`        chmod o+x ${sh(p)}`);
-  console.log(`        sudo chown -R www-data: ${sh(dir)}     # and run ${programName()} as that user: sudo -u www-data ${sh(exe)} …`);
+  console.log(`        sudo chown -R www-data: ${sh(dir)}     # then run ${programName()} as that user: sudo -u www-data ./${programName()} …`);
 }
 
 // The directories above dir, down from the first below /.

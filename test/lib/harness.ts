@@ -140,10 +140,17 @@ export function cgiEnv(dataDir: string, method: string, path: string, opts: Requ
   return env;
 }
 
+/** Where and as whom to run the executable (default: the built one, as this process). */
+export interface RunAs {
+  exe?: string;
+  uid?: number;
+  gid?: number;
+}
+
 /** Runs the executable once as a CGI program. */
-export function runCgi(env: Record<string, string>, body?: string | Buffer): Promise<Reply & { stderr: string }> {
+export function runCgi(env: Record<string, string>, body?: string | Buffer, as: RunAs = {}): Promise<Reply & { stderr: string }> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(EXE, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(as.exe ?? EXE, [], { env, stdio: ['pipe', 'pipe', 'pipe'], uid: as.uid, gid: as.gid });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d) => out.push(d));
@@ -164,8 +171,9 @@ export function runCgi(env: Record<string, string>, body?: string | Buffer): Pro
 }
 
 /** Runs the executable's command line. */
-export function runCli(args: string[], opts: { env?: Record<string, string>; input?: string; uid?: number; gid?: number } = {}) {
-  const r = spawnSync(EXE, args, {
+export function runCli(args: string[], opts: RunAs & { env?: Record<string, string>; input?: string; cwd?: string } = {}) {
+  const r = spawnSync(opts.exe ?? EXE, args, {
+    cwd: opts.cwd,
     env: { PATH: process.env.PATH ?? '', ...opts.env },
     input: opts.input ?? '',
     encoding: 'utf8',
@@ -380,6 +388,18 @@ async function launchApache(kind: 'apache' | 'suexec'): Promise<Apache> {
   return { root, port, docroot };
 }
 
+/** Puts the executable into dir as apie.cgi (a hard link when possible: it is 119 MiB); returns its path. */
+export function placeExecutable(dir: string): string {
+  const exe = join(dir, 'apie.cgi');
+  try {
+    linkSync(EXE, exe);
+  } catch {
+    copyFileSync(EXE, exe);
+    chmodSync(exe, 0o755);
+  }
+  return exe;
+}
+
 /** A site directory under an Apache document root: DIR/cgi-bin with the executable and the shipped .htaccess. */
 function siteDirs(docroot: string): { siteDir: string; cgiDir: string } {
   const siteDir = mkdtempSync(join(docroot, 'site-'));
@@ -393,12 +413,7 @@ function siteDirs(docroot: string): { siteDir: string; cgiDir: string } {
 async function apacheSite(_parent: string, opts: SiteOptions): Promise<Site> {
   const a = await startApache();
   const { siteDir, cgiDir } = siteDirs(a.docroot);
-  try {
-    linkSync(EXE, join(cgiDir, 'apie.cgi'));
-  } catch {
-    copyFileSync(EXE, join(cgiDir, 'apie.cgi'));
-    chmodSync(join(cgiDir, 'apie.cgi'), 0o755);
-  }
+  placeExecutable(cgiDir);
   // The default data directory: apie-data beside the executable.
   const dataDir = makeDataDir(cgiDir, opts);
   giveToWebUser(dataDir);
