@@ -49,15 +49,16 @@ export async function init(args: string[]): Promise<number> {
   const { positionals, values } = parse(args, {});
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
   const dir = positionals[0] !== undefined ? resolve(positionals[0]) : dataDirToCreate(values.data as string | undefined);
+  const fresh = !existsSync(join(dir, 'apie.json'));
   await initDataDir(dir);
   console.log(`apie: data directory ${dir} is ready`);
-  if (isPackaged()) printDeploy(dir);
+  if (isPackaged()) printDeploy(dir, fresh);
   return 0;
 }
 
 // What this account still has to do for the CGI program beside this
 // executable to find and use the directory, as lines to paste.
-function printDeploy(dir: string): void {
+function printDeploy(dir: string, fresh: boolean): void {
   const exeDir = executableDir();
   const exe = join(exeDir, programName());
   const pointer = join(exeDir, POINTER_FILE);
@@ -79,6 +80,13 @@ function printDeploy(dir: string): void {
     console.log(`apie: for ${exe} to find it as CGI (with suEXEC or without)${lines.length ? ', run:' : ''}`);
     for (const line of lines) console.log(`        ${line}`);
     if (!htaccess) console.log(`      and put the shipped .htaccess beside ${programName()}.`);
+  }
+  // Under suEXEC nobody but the account needs the data. Only offered for a
+  // fresh apie.json: the line replaces it.
+  if (fresh) {
+    console.log(`apie: under suEXEC (CGI running as ${accountName()}), keep it private to that account:`);
+    console.log(`        echo '{ "fileMode": "0600", "dirMode": "0700" }' > ${sh(join(dir, 'apie.json'))}`);
+    console.log(`        chmod -R go= ${sh(dir)}`);
   }
   // Without suEXEC the web server's own user runs the program: it must reach and write the data.
   const blocked = parents(dir).filter((p) => ((statOrNull(p)?.mode ?? 0o777) & 0o001) === 0);
