@@ -262,20 +262,23 @@ for (const fe of FRONT_ENDS) {
     assert.is((await get(site, gone)).text, 'gone');
   });
 
-  t('should verify every blob, name the corrupt ones and restore modes', async ({ site }) => {
+  t('should verify every blob, name the corrupt ones and narrow modes wider than fileMode, never widening', async ({ site }) => {
     const a = (await put(site, 'a', 'blob a')).json().hash;
     const b = (await put(site, 'b', 'blob b')).json().hash;
     const ok = await site.request('POST', '/storage/verify', { auth: ALICE });
     assert.is(ok.status, 200, ok.text);
     assert.equal(ok.json(), { status: 'ok', count: 2 });
-    chmodSync(blobPath(site.dataDir, a), 0o600);
+    const configured = parseInt((await site.request('GET', '/info', { auth: ALICE })).json().config.fileMode, 8);
+    chmodSync(blobPath(site.dataDir, a), 0o666);
+    chmodSync(`${blobPath(site.dataDir, a)}.json`, 0o600); // narrower than configured (suEXEC): stays
     writeFileSync(blobPath(site.dataDir, b), 'blob B'); // a flipped bit on disk
     const bad = await site.request('POST', '/storage/verify', { auth: ALICE });
     assert.is(bad.status, 500);
     assert.match(bad.json().errorMessage, b);
     assert.not.match(bad.json().errorMessage, a);
     assert.not.match(bad.text, /\/tmp\//); // no absolute paths
-    assert.is(fileMode(blobPath(site.dataDir, a)), 0o640);
+    assert.is(fileMode(blobPath(site.dataDir, a)), configured);
+    assert.is(fileMode(`${blobPath(site.dataDir, a)}.json`), 0o600);
   });
 
   t('should store two concurrent uploads of the same bytes once', async ({ site }) => {
