@@ -3,11 +3,11 @@
 // as the site's account, with only the host name and the printed password
 // filled in. If the README and the program drift apart, this fails.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, lstatSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EXE, HTACCESS, ROOT, SUEXEC_MISSING, suexecBase, suexecUser } from './lib/harness.ts';
+import { EXE, HTACCESS, ROOT, SUEXEC_MISSING, suexecBase, suexecUser, treePaths } from './lib/harness.ts';
 import { withAccountHome, type Account } from './lib/suexec.ts';
 
 /** The bash blocks of a README section, unindented. */
@@ -85,7 +85,7 @@ if (SUEXEC_MISSING !== null || !HAS_CURL) {
         assert.is(JSON.parse(alice).auth?.user?.email, 'alice@example.com');
 
         asAccount(account, privately);
-        const open = [data, ...readdirSync(data, { recursive: true }).map((p) => join(data, String(p)))].filter((p) => (lstatSync(p).mode & 0o077) !== 0);
+        const open = treePaths(data).filter((p) => (lstatSync(p).mode & 0o077) !== 0);
         assert.equal(open, [], 'private to the account');
         assert.is(info().auth?.user?.email, 'admin');
       } finally {

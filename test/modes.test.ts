@@ -4,15 +4,14 @@
 // and your command line create keeps that group, so each can keep writing
 // what the other made.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, lstatSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, lstatSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ALICE, chownTree, EXE, FRONT_ENDS, SUEXEC_MISSING, suexecUser, WEB_USER } from './lib/harness.ts';
+import { ALICE, chownTree, EXE, FRONT_ENDS, SUEXEC_MISSING, suexecUser, treePaths, WEB_USER } from './lib/harness.ts';
 import { put } from './lib/events.ts';
 
 const apache = FRONT_ENDS.find((f) => f.name === 'apache');
-const tree = (dir: string): string[] => [dir, ...readdirSync(dir).flatMap((e) => (lstatSync(join(dir, e)).isDirectory() ? tree(join(dir, e)) : [join(dir, e)]))];
 
 // Needs a real account besides www-data that shares its group: the throwaway suEXEC one.
 if (apache && WEB_USER && SUEXEC_MISSING === null) {
@@ -31,7 +30,7 @@ if (apache && WEB_USER && SUEXEC_MISSING === null) {
     try {
       // The README's recipe: chgrp -R www-data, chmod -R g+rwX, g+s on directories.
       chownTree(site.dataDir, account.uid, www.gid);
-      for (const p of tree(site.dataDir)) chmodSync(p, lstatSync(p).isDirectory() ? 0o2770 : 0o660);
+      for (const p of treePaths(site.dataDir)) chmodSync(p, lstatSync(p).isDirectory() ? 0o2770 : 0o660);
       assert.is((await put(site, { eventType: 'e', body: 1 })).status, 200);
       assert.is((await site.request('PUT', '/storage/a.txt', { auth: ALICE, body: 'shared' })).status, 200);
       // The account replaces passwd and rebuilds the lookup table the web server made.
@@ -44,7 +43,7 @@ if (apache && WEB_USER && SUEXEC_MISSING === null) {
       assert.is((await site.request('GET', '/info', { auth: 'bob:bobs-password' })).status, 200);
       assert.is((await put(site, { eventType: 'e', body: 2 })).status, 200);
       assert.is((await site.request('PUT', '/storage/b.txt', { auth: ALICE, body: 'more' })).status, 200);
-      for (const p of tree(site.dataDir)) {
+      for (const p of treePaths(site.dataDir)) {
         const s = statSync(p);
         assert.is(s.gid, www.gid, `${p}: group`);
         if (s.isDirectory()) assert.is(s.mode & 0o2000, 0o2000, `${p}: setgid`);

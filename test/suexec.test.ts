@@ -3,11 +3,11 @@
 // never arrives. Apie finds its data anyway (apie-data.path, ~/apie-data),
 // says how to fix it when it cannot (500, never 401), and keeps a data
 // directory private to the account private, verify included.
-import { appendFileSync, lstatSync, readdirSync, renameSync, rmSync, chmodSync } from 'node:fs';
+import { appendFileSync, chmodSync, lstatSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ALICE, FRONT_ENDS, SUEXEC_FRONT_END, suexecUser, type Site } from './lib/harness.ts';
+import { ALICE, FRONT_ENDS, SUEXEC_FRONT_END, suexecUser, treePaths, type Site } from './lib/harness.ts';
 import { withAccountHome } from './lib/suexec.ts';
 import { put } from './lib/events.ts';
 
@@ -83,14 +83,12 @@ if (SUEXEC_FRONT_END) {
     await ctx.site.close();
   });
 
-  const tree = (dir: string): string[] => [dir, ...readdirSync(dir).flatMap((e) => (lstatSync(join(dir, e)).isDirectory() ? tree(join(dir, e)) : [join(dir, e)]))];
-
   m('should keep a data directory private to the account (0700/0600) through verify, and narrow wider modes', async ({ site }) => {
     assert.is((await put(site, { eventType: 'e', body: 1 })).status, 200);
     const up = await site.request('PUT', '/storage/a.txt', { auth: ALICE, body: 'private bytes' });
     assert.is(up.status, 200, up.text);
     assert.is((await site.request('POST', '/auth/token', { auth: ALICE })).status, 200);
-    for (const p of tree(site.dataDir)) chmodSync(p, lstatSync(p).isDirectory() ? 0o700 : 0o600);
+    for (const p of treePaths(site.dataDir)) chmodSync(p, lstatSync(p).isDirectory() ? 0o700 : 0o600);
     const log = join(site.dataDir, 'events', 'log');
     chmodSync(log, 0o666); // wider than fileMode: narrowed to it
     const cli = site.cli(['verify']);
@@ -100,7 +98,7 @@ if (SUEXEC_FRONT_END) {
       assert.is(r.status, 200, `${path}: ${r.text}`);
     }
     assert.is(lstatSync(log).mode & 0o777, 0o640);
-    const widened = tree(site.dataDir).filter((p) => p !== log && (lstatSync(p).mode & 0o077) !== 0);
+    const widened = treePaths(site.dataDir).filter((p) => p !== log && (lstatSync(p).mode & 0o077) !== 0);
     assert.equal(widened, [], 'nothing but the log may be readable by group or others');
     // Still the account's: the site keeps working.
     assert.is((await put(site, { eventType: 'e', body: 2 })).status, 200);

@@ -533,6 +533,11 @@ if (!(globalThis as any).__apieSkipsReported) {
   if (SUEXEC_MISSING !== null) console.log(`SKIPPED: suEXEC tests (${SUEXEC_MISSING})`);
 }
 
+/** A directory and everything below it, directories first. */
+export function treePaths(dir: string): string[] {
+  return [dir, ...readdirSync(dir).flatMap((e) => (lstatSync(join(dir, e)).isDirectory() ? treePaths(join(dir, e)) : [join(dir, e)]))];
+}
+
 /** Permission bits of a file. */
 export function fileMode(p: string): number {
   return statSync(p).mode & 0o777;

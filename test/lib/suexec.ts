@@ -91,7 +91,7 @@ export function accountExecutable(account: Account, exe: string): string {
   chownSync(dir, account.uid, account.gid);
   for (const name of readdirSync(dir)) {
     const pid = Number(/^(\d+)-/.exec(name)?.[1]);
-    if (pid && pid !== process.pid && !alive(pid)) rmSync(join(dir, name), { force: true });
+    if (pid && pid !== process.pid && !existsSync(`/proc/${pid}`)) rmSync(join(dir, name), { force: true });
   }
   const copy = join(dir, `${process.pid}-apie.cgi`);
   if (!existsSync(copy)) {
@@ -103,15 +103,6 @@ export function accountExecutable(account: Account, exe: string): string {
     process.once('exit', () => rmSync(copy, { force: true }));
   }
   return copy;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**
