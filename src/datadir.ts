@@ -28,24 +28,29 @@ export const POINTER_FILE = 'apie-data.path';
 /** The data directory's name beside the executable and in the home directory. */
 export const DATA_DIR_NAME = 'apie-data';
 
-/** A data directory and how it was chosen (for messages). */
+/** A data directory and how it was chosen. */
 export interface Located {
   dir: string;
-  /** "--data", "APIE_DATA", "apie-data.path", "beside the executable" or "in the home directory". */
-  source: string;
+  via: 'flag' | 'env' | 'pointer' | 'beside' | 'home';
+}
+
+// How a data directory was chosen, as the rest of a sentence about it.
+function described({ via }: Located): string {
+  const name = programName();
+  return { flag: 'named by --data', env: 'named by APIE_DATA', pointer: `named in ${POINTER_FILE} beside ${name}`, beside: `${DATA_DIR_NAME} beside ${name}`, home: `${DATA_DIR_NAME} in the home directory` }[via];
 }
 
 /** Where the data directory is for this process, or null when nothing names one and no default exists. */
 export function locateDataDir(flag?: string, env: NodeJS.ProcessEnv = process.env): Located | null {
-  if (flag) return { dir: resolve(flag), source: '--data' };
+  if (flag) return { dir: resolve(flag), via: 'flag' };
   const fromEnv = env.APIE_DATA;
-  if (fromEnv) return { dir: resolve(fromEnv), source: 'APIE_DATA' };
+  if (fromEnv) return { dir: resolve(fromEnv), via: 'env' };
   const named = readPointer(join(executableDir(), POINTER_FILE));
-  if (named) return { dir: named, source: POINTER_FILE };
+  if (named) return { dir: named, via: 'pointer' };
   const beside = join(executableDir(), DATA_DIR_NAME);
-  if (present(beside)) return { dir: beside, source: 'beside the executable' };
+  if (present(beside)) return { dir: beside, via: 'beside' };
   const home = homeDataDir();
-  if (home && present(home)) return { dir: home, source: 'in the home directory' };
+  if (home && present(home)) return { dir: home, via: 'home' };
   return null;
 }
 
@@ -79,14 +84,14 @@ export function dataDirToCreate(flag?: string): string {
 export function requireDataDir(): string {
   const located = locateDataDir();
   if (!located) throw notFound();
-  const { dir, source } = located;
-  const where = source === POINTER_FILE ? `named in ${POINTER_FILE} beside ${programName()}` : source === 'APIE_DATA' ? 'named by APIE_DATA' : 'found';
+  const { dir } = located;
+  const where = described(located);
   try {
     if (!statSync(dir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
     accessSync(dir, constants.R_OK | constants.X_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const detail = `${dir} (${source}): ${(err as Error).message}; running as ${runningAs()}`;
+    const detail = `${dir}: ${(err as Error).message}; running as ${runningAs()}`;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
       throw new ApieError('misconfigured', `the data directory ${where} does not exist: run \`${programName()} init DIR\` as this site's account`, { cause: detail });
     }

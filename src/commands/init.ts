@@ -3,7 +3,7 @@ import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parse, UsageError } from '../cli.ts';
 import { configJson, defaults, loadConfig } from '../config.ts';
-import { accountName, DATA_DIR_NAME, dataDirToCreate, locateDataDir, POINTER_FILE } from '../datadir.ts';
+import { accountName, dataDirToCreate, locateDataDir, POINTER_FILE } from '../datadir.ts';
 import { executableDir, isPackaged, programName } from '../executable.ts';
 import { ensureDir, statOrNull, writeFileAtomic } from '../fsutil.ts';
 import { formatPasswd, readPasswd } from '../passwd.ts';
@@ -71,7 +71,7 @@ function printDeploy(dir: string, fresh: boolean): void {
   } catch {
     // An unreadable or malformed apie-data.path: the lines below replace it.
   }
-  const found = located?.dir === dir && (located.source === POINTER_FILE || dir === join(exeDir, DATA_DIR_NAME));
+  const found = located?.dir === dir && (located.via === 'pointer' || located.via === 'beside');
   if (!found) lines.push(`echo ${sh(dir)} > ${sh(pointer)}`, `chmod 644 ${sh(pointer)}`);
   // suEXEC refuses a program that others may write to.
   if ((statSync(exe).mode & 0o7777) !== 0o755) lines.push(`chmod 755 ${sh(exe)}`);
