@@ -61,11 +61,14 @@ function lookup(name: string): { uid: number; gid: number; home: string } | null
  */
 export function ensureAccount(build: SuexecBuild): Account | string {
   let entry = lookup(ACCOUNT);
-  if (!entry) {
+  // Another test process may be creating it (useradd then fails on the passwd lock): try again.
+  for (let attempt = 0; !entry && attempt < 20; attempt++) {
     const r = spawnSync('useradd', ['--create-home', '--home-dir', join(build.docRoot, ACCOUNT), '--shell', '/usr/sbin/nologin', '--user-group', '--comment', 'Apie suEXEC tests', ACCOUNT], { encoding: 'utf8' });
     entry = lookup(ACCOUNT);
-    if (!entry) return `useradd ${ACCOUNT} failed: ${r.stderr.trim()}`;
+    if (!entry && attempt === 19) return `useradd ${ACCOUNT} failed: ${r.stderr.trim()}`;
+    if (!entry) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
   }
+  if (!entry) return `no account ${ACCOUNT}`;
   if (entry.uid < build.uidMin || entry.gid < build.gidMin) return `${ACCOUNT} has uid ${entry.uid}/gid ${entry.gid}, below suEXEC's minimum ${build.uidMin}/${build.gidMin}`;
   if (!entry.home.startsWith(`${build.docRoot}/`)) return `${ACCOUNT}'s home ${entry.home} is not under suEXEC's document root ${build.docRoot}`;
   const docroot = join(entry.home, 'public_html');
