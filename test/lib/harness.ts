@@ -171,9 +171,8 @@ export function runCgi(env: Record<string, string>, body?: string | Buffer, as: 
 }
 
 /** Runs the executable's command line. */
-export function runCli(args: string[], opts: RunAs & { env?: Record<string, string>; input?: string; cwd?: string } = {}) {
+export function runCli(args: string[], opts: RunAs & { env?: Record<string, string>; input?: string } = {}) {
   const r = spawnSync(opts.exe ?? EXE, args, {
-    cwd: opts.cwd,
     env: { PATH: process.env.PATH ?? '', ...opts.env },
     input: opts.input ?? '',
     encoding: 'utf8',
