@@ -1,7 +1,7 @@
 // apie.json: every key optional, unknown keys and wrong types rejected by name.
-import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { isSea } from 'node:sea';
+import { readFileNoFollow } from './nofollow.ts';
 
 export interface Config {
   /** Largest accepted event request body, in bytes. */
@@ -103,13 +103,9 @@ export function configJson(config: Config): Record<string, unknown> {
 
 /** Reads DIR/apie.json; a missing file means all defaults. */
 export function loadConfig(dataDir: string): Config {
-  let text: string;
-  try {
-    text = readFileSync(join(dataDir, 'apie.json'), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ...defaults };
-    throw err;
-  }
+  const bytes = readFileNoFollow(dataDir, 'apie.json');
+  if (bytes === null) return { ...defaults };
+  const text = bytes.toString('utf8');
   let raw: unknown;
   try {
     raw = JSON.parse(text);

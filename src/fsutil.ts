@@ -1,5 +1,5 @@
 // Durable file primitives: atomic replace, fsync of files and directories.
-import { chmodSync, chownSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
+import { chmodSync, chownSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
 
 /** fsyncs a file, or a directory so a file created or renamed in it survives power loss. */
@@ -43,7 +43,8 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
   closeSync(fd);
   chmodSync(tmp, mode);
   if (process.getuid?.() === 0) {
-    const owner = statOrNull(file) ?? statSync(dirname(file));
+    // lstat: the entry being replaced (a link planted there is replaced, not followed).
+    const owner = lstatSync(file, { throwIfNoEntry: false }) ?? statSync(dirname(file));
     chownSync(tmp, owner.uid, owner.gid);
   }
   renameSync(tmp, file);

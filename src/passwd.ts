@@ -1,8 +1,9 @@
 // The passwd file: `name:bcrypt-hash` (htpasswd -B) or `name:bcrypt-hash:info`
 // (original Apie) lines. Parsing never throws: bad lines are reported, not users.
-import { readFileSync, statSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
+import { readFileNoFollow } from './nofollow.ts';
 import type { User } from './types.ts';
 
 export interface Passwd {
@@ -76,12 +77,7 @@ function collect(lines: Line[]): Passwd {
 }
 
 function readText(dataDir: string): string {
-  try {
-    return readFileSync(passwdPath(dataDir), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw err;
-  }
+  return readFileNoFollow(dataDir, 'passwd')?.toString('utf8') ?? '';
 }
 
 /** Reads DIR/passwd; a missing file has no users. */
@@ -138,9 +134,6 @@ export async function updatePasswd<T>(dataDir: string, config: Config, edit: (us
 
 // The mode of an existing file, else the given one.
 function modeOf(file: string, fallback: number): number {
-  try {
-    return statSync(file).mode & 0o7777;
-  } catch {
-    return fallback;
-  }
+  const stats = lstatSync(file, { throwIfNoEntry: false });
+  return stats?.isFile() ? stats.mode & 0o7777 : fallback;
 }

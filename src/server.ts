@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { handle } from './app.ts';
 import { LiveStore } from './livelog.ts';
+import { openToSend } from './nofollow.ts';
 import { errorResponse, httpError } from './errors.ts';
 import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
@@ -37,6 +38,15 @@ export function requestFromHttp(req: IncomingMessage): ApieRequest {
 }
 
 async function send(res: ServerResponse, out: ApieResponse): Promise<number> {
+  // Opened before the head is written, so a failure can still be the answer.
+  let fd: number | undefined;
+  if (isFileBody(out.body)) {
+    try {
+      fd = await openToSend(out.body.file);
+    } catch (err) {
+      return send(res, errorResponse(err));
+    }
+  }
   const length = bodyLength(out.body);
   if (length !== undefined && out.status !== 304 && out.headers['Content-Length'] === undefined) out.headers['Content-Length'] = length;
   res.writeHead(out.status, out.headers);
@@ -46,7 +56,7 @@ async function send(res: ServerResponse, out: ApieResponse): Promise<number> {
   } else if (typeof body === 'string' || body instanceof Uint8Array) {
     res.end(body);
   } else if (isFileBody(body)) {
-    const stream = createReadStream(body.file, { start: body.start, end: body.end });
+    const stream = createReadStream(body.file, { fd, start: body.start, end: body.end });
     await new Promise<void>((resolve) => {
       stream.on('error', (err) => { console.error(err); res.destroy(); resolve(); });
       res.on('close', () => { stream.destroy(); resolve(); });
