@@ -14,6 +14,16 @@ export interface Passwd {
 
 const BCRYPT_RE = /^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/;
 
+/** The cost of a bcrypt hash (the work is 2^cost rounds). */
+export function hashCost(hash: string): number {
+  return Number(hash.slice(4, 6));
+}
+
+// A hash bcrypt can check: the right form, with a cost it runs (4–31).
+function validHash(hash: string): boolean {
+  return BCRYPT_RE.test(hash) && hashCost(hash) >= 4 && hashCost(hash) <= 31;
+}
+
 /** Whether a user name may be stored in passwd. */
 export function validName(name: string): boolean {
   return name.length > 0 && name.length <= 256 && !/[:\x00-\x1f\x7f]/.test(name);
@@ -52,7 +62,7 @@ function parseLine(raw: string): Line {
   const name = line.slice(0, first);
   const hash = second < 0 ? line.slice(first + 1) : line.slice(first + 1, second);
   const info = second < 0 ? '' : line.slice(second + 1);
-  if (first < 0 || !validName(name) || !BCRYPT_RE.test(hash)) return { raw, problem: 'not "name:bcrypt-hash[:info]"' };
+  if (first < 0 || !validName(name) || !validHash(hash)) return { raw, problem: 'not "name:bcrypt-hash[:info]"' };
   return { raw, user: { name, hash, info } };
 }
 
