@@ -1,6 +1,7 @@
 // apie.json: every key optional, unknown keys and wrong types rejected by name.
 import { dirname, join, resolve } from 'node:path';
 import { isSea } from 'node:sea';
+import { isOrigin } from './http.ts';
 import { readFileNoFollow } from './nofollow.ts';
 
 export interface Config {
@@ -65,7 +66,7 @@ const checks: Record<keyof Config, Check> = {
   },
   tokenTtlSeconds: positiveInt,
   corsOrigins: (v, key) => {
-    if (!Array.isArray(v) || !v.every((o) => typeof o === 'string' && (o === '*' || /^https?:\/\/[^/\s]+$/.test(o)))) {
+    if (!Array.isArray(v) || !v.every((o) => typeof o === 'string' && (o === '*' || (/^https?:/.test(o) && isOrigin(o))))) {
       throw new ConfigError(`apie.json: "${key}" must be a list of origins such as "https://app.example.com"`);
     }
     return v;

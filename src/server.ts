@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { handle } from './app.ts';
 import { LiveStore } from './livelog.ts';
 import { openToSend } from './nofollow.ts';
-import { errorResponse, httpError } from './errors.ts';
+import { ApieError, errorResponse, httpError } from './errors.ts';
 import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
 export interface ServerOptions {
@@ -16,7 +16,15 @@ export interface ServerOptions {
 
 /** Builds the shared request shape from a node:http request. */
 export function requestFromHttp(req: IncomingMessage): ApieRequest {
-  const url = new URL(req.url ?? '/', 'http://localhost');
+  const target = req.url ?? '/';
+  // An origin-form target is a path, '//events' included (resolved against a
+  // base, it would be a host): only an absolute-form one is a whole URL.
+  let url: URL;
+  try {
+    url = target.startsWith('/') ? new URL(`http://localhost${target}`) : new URL(target);
+  } catch {
+    throw new ApieError('bad-request', 'malformed request target');
+  }
   let path: string;
   try {
     path = decodeURIComponent(url.pathname);
@@ -83,7 +91,9 @@ const shutdown = new AbortController();
 /** Starts listening; resolves once the port is bound. */
 export function startServer(opts: ServerOptions): Promise<Server> {
   const events = new LiveStore(opts.ctx.dataDir, opts.ctx.config);
-  const server = createServer(async (req, res) => {
+  // Node checks the header and request timeouts on this interval (30 s by
+  // default, so a 20 s limit came to 20–50 s): once a second keeps it 20–21 s.
+  const server = createServer({ connectionsCheckingInterval: 1000 }, async (req, res) => {
     const started = performance.now();
     const ctx: Context = { ...opts.ctx, user: undefined, shutdown: shutdown.signal, events };
     // Tell long polls and event streams when the client goes away.
