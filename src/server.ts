@@ -52,7 +52,8 @@ async function send(res: ServerResponse, out: ApieResponse): Promise<number> {
     try {
       fd = await openToSend(out.body.file);
     } catch (err) {
-      return send(res, errorResponse(err));
+      // In place, so the access log shows the status that was sent.
+      return send(res, Object.assign(out, errorResponse(err)));
     }
   }
   const length = bodyLength(out.body);
