@@ -257,7 +257,11 @@ export function waitForMore(dataDir: string, known: number, ms: number, signal?:
       resolve(more);
     };
     const check = () => {
-      if (count(dataDir) > known) done(true);
+      try {
+        if (count(dataDir) > known) done(true);
+      } catch {
+        done(true); // damage (a link planted meanwhile): the read that follows reports it
+      }
     };
     const poll = setInterval(check, 500);
     const timer = setTimeout(() => done(false), ms);
