@@ -1,8 +1,8 @@
 // handle(request) → response: the whole application, shared by both front ends.
 import { authenticate } from './auth.ts';
 import { loadConfig } from './config.ts';
-import { errorResponse } from './errors.ts';
-import { corsHeaders, preflightHeaders } from './http.ts';
+import { ApieError, errorResponse } from './errors.ts';
+import { corsHeaders, preflightHeaders, unsafeHeader } from './http.ts';
 import { allowed, route } from './routes.ts';
 import { bodyLength, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
@@ -21,22 +21,29 @@ export async function handle(req: ApieRequest, ctx: Context): Promise<ApieRespon
     res = errorResponse(err);
   }
   Object.assign(res.headers, cors);
+  // The last guard: whatever a header was built from, none goes out that
+  // could end the header block early (CGI writes them as text).
+  const unsafe = unsafeHeader(res.headers);
+  if (unsafe !== null) res = errorResponse(new ApieError('internal', 'internal error', { cause: new Error(`response header ${unsafe} held a control character`) }));
   if (req.method === 'HEAD') res = withoutBody(res);
   return res;
 }
 
 async function dispatch(req: ApieRequest, ctx: Context, cors: Record<string, string>): Promise<ApieResponse> {
-  if (req.method === 'OPTIONS') {
-    // CORS preflight carries no credentials, so it is answered before auth.
-    const allow = allowed(req.path);
-    if (allow === null) route(req.method, req.path);
-    const preflight = cors['Access-Control-Allow-Origin'] ? preflightHeaders(allow!) : {};
-    return { status: 204, headers: { Allow: allow!, ...preflight }, body: null };
+  // Runs of slashes count as one, as Apache (MergeSlashes) and nginx count
+  // them before a CGI program sees the path: every front end agrees.
+  const path = req.path.replace(/\/{2,}/g, '/');
+  const allow = allowed(path);
+  if (req.method === 'OPTIONS' && allow !== null) {
+    // CORS preflight carries no credentials, so it is answered before auth
+    // (on known paths only: an unknown one reveals nothing without them).
+    const preflight = cors['Access-Control-Allow-Origin'] ? preflightHeaders(allow) : {};
+    return { status: 204, headers: { Allow: allow, ...preflight }, body: null };
   }
   let match;
   let routeError: unknown;
   try {
-    match = route(req.method, req.path);
+    match = route(req.method, path);
   } catch (err) {
     routeError = err;
   }

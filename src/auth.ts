@@ -1,6 +1,6 @@
 // Who is asking: HTTP Basic against passwd (bcrypt), or a bearer token.
 import { httpError } from './errors.ts';
-import { readPasswd } from './passwd.ts';
+import { hashCost, readPasswd } from './passwd.ts';
 import type { ApieRequest, Context, User } from './types.ts';
 
 const CHALLENGE = { 'WWW-Authenticate': 'Basic realm="Apie", charset="UTF-8"' };
@@ -51,12 +51,35 @@ export async function authenticate(req: ApieRequest, ctx: Context): Promise<User
     return user;
   }
   const [name, password] = credentials!;
-  const user = passwd.users.get(name);
   const { default: bcrypt } = await import('bcryptjs');
-  // An unknown name costs the same bcrypt work as a wrong password: no timing oracle.
-  const ok = await bcrypt.compare(password, user?.hash ?? dummyHash(ctx.config.bcryptCost));
-  if (!ok || !user) throw unauthorized('wrong user name or password');
+  const user = await checkPassword(passwd.users, name, password, bcrypt.compare, ctx.config.bcryptCost);
+  if (!user) throw unauthorized('wrong user name or password');
   return user;
+}
+
+/** bcryptjs's compare, or the same watched by a test. */
+export type Compare = (password: string, hash: string) => Promise<boolean>;
+
+/**
+ * The user with this name and password, or null. Every check costs the bcrypt
+ * work of the dearest hash among `users` (bcryptCost when there are none),
+ * known name or not, so the time of a 401 does not tell whether a name
+ * exists: an unknown name is checked against a dummy hash of that cost, and a
+ * user whose hash costs c less pays dummy hashes of costs c, c+1, … max-1
+ * after its own (2^c + 2^c + 2^(c+1) + … + 2^(max-1) = 2^max rounds).
+ */
+export async function checkPassword(users: Map<string, User>, name: string, password: string, compare: Compare, bcryptCost: number): Promise<User | null> {
+  let max = 0;
+  for (const u of users.values()) max = Math.max(max, hashCost(u.hash));
+  if (max === 0) max = bcryptCost;
+  const user = users.get(name);
+  if (!user) {
+    await compare(password, dummyHash(max));
+    return null;
+  }
+  const ok = await compare(password, user.hash);
+  for (let cost = hashCost(user.hash); cost < max; cost++) await compare(password, dummyHash(cost));
+  return ok ? user : null;
 }
 
 function dummyHash(cost: number): string {

@@ -4,13 +4,18 @@
 //   blobs/ab/<hash>.json  {"name","contentType"}; its presence makes the blob visible
 //   tmp/<pid>-<rand>.tmp  uploads in flight
 //   blobs.lock            held (proper-lockfile) to commit or delete, never to stream
+// Every directory and file is reached through nofollow.ts: a link anywhere in
+// the store is damage, never followed (a re-upload replaces a linked blob or
+// its metadata, without touching what the link points to).
 // Knows nothing of HTTP: failures a client causes are StoreErrors with a reason.
-import { chmodSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
-import { ensureDir, fsyncPath, restoreMode, statOrNull, writeFileAtomic } from './fsutil.ts';
+import { ApieError } from './errors.ts';
+import { writeFileAtomic } from './fsutil.ts';
 import { withLock } from './lock.ts';
+import { SafeDir, linkFound } from './nofollow.ts';
 
 type StoreConfig = Pick<Config, 'fileMode' | 'dirMode' | 'lockStaleSeconds'>;
 
@@ -21,7 +26,7 @@ function newSha256() {
   return createHash('sha256');
 }
 
-function open(file: string, flags: string, mode?: number): Promise<FileHandle> {
+function open(file: string, flags: string | number, mode?: number): Promise<FileHandle> {
   return (process.getBuiltinModule('node:fs/promises') as typeof import('node:fs/promises')).open(file, flags, mode);
 }
 
@@ -31,6 +36,8 @@ export interface BlobInfo {
   /** Download name; '' when uploaded without one. */
   name: string;
   contentType: string;
+  /** Set when the metadata is damaged: name and type are then the defaults. */
+  damagedMeta?: true;
 }
 
 export type StoreErrorReason = 'invalid-name' | 'too-large' | 'mismatch' | 'not-found';
@@ -59,12 +66,15 @@ const TEMP = /^(\d+)-[0-9a-f]+\.tmp$/;
 const STALE_TEMP_MS = 60 * 60 * 1000;
 const CHUNK = 1024 * 1024;
 
-const storeDir = (dataDir: string) => join(dataDir, 'storage');
-const blobsDir = (dataDir: string) => join(storeDir(dataDir), 'blobs');
-const tmpDir = (dataDir: string) => join(storeDir(dataDir), 'tmp');
-const fanDir = (dataDir: string, hash: string) => join(blobsDir(dataDir), hash.slice(0, 2));
-const blobFile = (dataDir: string, hash: string) => join(fanDir(dataDir, hash), hash);
-const metaFile = (dataDir: string, hash: string) => `${blobFile(dataDir, hash)}.json`;
+const FAN = /^[0-9a-f]{2}$/;
+// type/subtype with optional parameters, visible ASCII only.
+const MEDIA_TYPE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+( *;[\x20-\x7e]*)?$/;
+/** What a blob without (readable) metadata is served as. */
+export const DEFAULT_TYPE = 'application/octet-stream';
+
+const blobsDir = (dataDir: string) => join(dataDir, 'storage', 'blobs');
+const fanOf = (hash: string) => hash.slice(0, 2);
+const metaName = (hash: string) => `${hash}.json`;
 
 /** The blob's path under the blobs directory, for URLs of a statically served store. */
 export function staticPath(hash: string): string {
@@ -81,21 +91,30 @@ export function nameProblem(name: string): string | null {
   return null;
 }
 
+/** Whether a content type may be stored (it becomes a response header: no control characters). */
+export function validContentType(type: string): boolean {
+  return type.length <= 255 && MEDIA_TYPE.test(type);
+}
+
 /**
  * Streams `body` into the store and returns the stored blob. Identical bytes
- * are stored once: the first upload's name and content type stay.
+ * are stored once: the first upload's name and content type stay, unless its
+ * metadata is damaged (or a link): then this upload writes it anew.
  */
 export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncIterable<Uint8Array>, opts: PutOptions): Promise<BlobInfo & { created: boolean }> {
   const problem = nameProblem(opts.name);
   if (problem) throw new StoreError('invalid-name', problem);
-  const tmp = tmpDir(dataDir);
-  ensureDir(storeDir(dataDir), config.dirMode);
-  ensureDir(tmp, config.dirMode);
-  sweepTemp(tmp);
-  const temp = join(tmp, `${process.pid}-${(Math.random() * 2 ** 52).toString(16).replace('.', '')}.tmp`);
+  const root = SafeDir.open(dataDir);
+  if (!root) throw new ApieError('misconfigured', 'the data directory does not exist');
+  let storage: SafeDir | undefined;
+  let tmp: SafeDir | undefined;
+  const temp = `${process.pid}-${(Math.random() * 2 ** 52).toString(16).replace('.', '')}.tmp`;
   let committed = false;
   try {
-    const fh = await open(temp, 'wx', config.fileMode);
+    storage = root.ensureDir('storage', config.dirMode);
+    tmp = storage.ensureDir('tmp', config.dirMode);
+    sweepTemp(tmp);
+    const fh = await open(tmp.path(temp), 'wx', config.fileMode);
     let hash: string;
     let size: number;
     let synced = false;
@@ -105,18 +124,21 @@ export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncI
         throw new StoreError('mismatch', `the body's SHA-256 is ${hash}, not ${opts.expected} as the request says`);
       }
       // A repeat upload needs no fsync; a new blob must be durable before it is visible.
-      if (!exists(metaFile(dataDir, hash))) {
+      if (!hasMeta(storage, hash)) {
         await fh.sync();
         synced = true;
       }
     } finally {
       await fh.close();
     }
-    const result = await withLock(blobsDir(dataDir), config, () => commit(dataDir, config, temp, hash, synced, opts));
+    const result = await withLock(blobsDir(dataDir), config, () => commit(storage!, config, tmp!, temp, hash, synced, opts));
     committed = result.created;
     return { ...result, size };
   } finally {
-    if (!committed) rmSync(temp, { force: true });
+    if (!committed && tmp) unlinkIfThere(tmp, temp);
+    tmp?.close();
+    storage?.close();
+    root.close();
   }
 }
 
@@ -163,158 +185,255 @@ async function writeAll(fh: FileHandle, chunk: Uint8Array): Promise<void> {
 }
 
 // Under the store lock: either the blob is there already, or the temporary
-// file becomes it and then its metadata makes it visible.
-function commit(dataDir: string, config: StoreConfig, temp: string, hash: string, synced: boolean, opts: PutOptions): Omit<BlobInfo, 'size'> & { created: boolean } {
-  const meta = readMeta(dataDir, hash);
-  if (meta && exists(blobFile(dataDir, hash))) return { hash, ...meta, created: false };
-  if (!synced) fsyncPath(temp);
-  const fan = fanDir(dataDir, hash);
-  if (!exists(fan)) {
-    ensureDir(blobsDir(dataDir), config.dirMode);
-    ensureDir(fan, config.dirMode);
-    fsyncPath(blobsDir(dataDir));
+// file becomes it (replacing damage: a link, bytes without metadata) and then
+// its metadata makes it visible.
+function commit(storage: SafeDir, config: StoreConfig, tmp: SafeDir, temp: string, hash: string, synced: boolean, opts: PutOptions): Omit<BlobInfo, 'size'> & { created: boolean } {
+  const blobs = storage.ensureDir('blobs', config.dirMode);
+  try {
+    const fan = blobs.ensureDir(fanOf(hash), config.dirMode);
+    try {
+      let meta: Meta | 'damaged' | null;
+      try {
+        meta = readMeta(fan, hash);
+      } catch (err) {
+        if (!(err instanceof ApieError)) throw err;
+        meta = 'damaged'; // a link or not a file: replaced below, never followed
+      }
+      if (meta && meta !== 'damaged' && fan.lstat(hash)?.isFile()) return { hash, ...meta, created: false };
+      if (meta === 'damaged') console.error(`apie: storage: ${fan.relOf(metaName(hash))} was damaged; rewritten by a new upload of its bytes`);
+      const fd = tmp.open(temp, constants.O_RDONLY);
+      try {
+        if (!synced) fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp.path(temp), fan.path(hash));
+      fan.fsync();
+      const info = { name: opts.name, contentType: opts.contentType };
+      writeFileAtomic(fan.path(metaName(hash)), JSON.stringify(info), config.fileMode);
+      return { hash, ...info, created: true };
+    } finally {
+      fan.close();
+    }
+  } finally {
+    blobs.close();
   }
-  chmodSync(temp, config.fileMode);
-  renameSync(temp, blobFile(dataDir, hash));
-  fsyncPath(fan);
-  const info = { name: opts.name, contentType: opts.contentType };
-  writeFileAtomic(metaFile(dataDir, hash), JSON.stringify(info), config.fileMode);
-  return { hash, ...info, created: true };
 }
 
-/** The blob with this hash and the file holding its bytes, or null when there is none. */
+/**
+ * The blob with this hash and the file holding its bytes, or null when there
+ * is none. A link in its place is damage (thrown); damaged metadata is not:
+ * the bytes are what their hash says, served without name and type.
+ */
 export function findBlob(dataDir: string, hash: string): { info: BlobInfo; file: string } | null {
   if (!HASH.test(hash)) return null;
-  const meta = readMeta(dataDir, hash);
-  if (!meta) return null;
-  const file = blobFile(dataDir, hash);
-  const stats = statOrNull(file);
-  if (!stats) return null;
-  return { info: { hash, size: stats.size, ...meta }, file };
+  const fan = SafeDir.open(dataDir, `storage/blobs/${fanOf(hash)}`);
+  if (!fan) return null;
+  try {
+    const meta = readMeta(fan, hash);
+    if (!meta) return null;
+    const stats = fan.lstat(hash);
+    if (!stats) return null;
+    if (stats.isSymbolicLink()) throw linkFound(fan.relOf(hash));
+    if (!stats.isFile()) throw new ApieError('damaged', `${fan.relOf(hash)} is not a regular file`);
+    const info = meta === 'damaged' ? { name: '', contentType: DEFAULT_TYPE, damagedMeta: true as const } : meta;
+    // Opened again by the front end, with O_NOFOLLOW: a link swapped in meanwhile fails there.
+    return { info: { hash, size: stats.size, ...info }, file: join(blobsDir(dataDir), fanOf(hash), hash) };
+  } finally {
+    fan.close();
+  }
 }
 
 /** Removes a blob and its metadata, and its directory when that empties; 'not-found' when unknown. */
 export async function deleteBlob(dataDir: string, config: StoreConfig, hash: string): Promise<void> {
-  if (!HASH.test(hash) || !exists(blobsDir(dataDir))) throw new StoreError('not-found', 'no such blob');
-  await withLock(blobsDir(dataDir), config, () => {
-    if (!exists(metaFile(dataDir, hash))) throw new StoreError('not-found', 'no such blob');
-    // Metadata first: a crash in between leaves an invisible blob, never a visible one without bytes.
-    rmSync(metaFile(dataDir, hash));
-    rmSync(blobFile(dataDir, hash), { force: true });
-    removeIfEmpty(fanDir(dataDir, hash));
-  });
+  const blobs = HASH.test(hash) ? SafeDir.open(dataDir, 'storage/blobs') : null;
+  if (!blobs) throw new StoreError('not-found', 'no such blob');
+  try {
+    await withLock(blobsDir(dataDir), config, () => {
+      const fan = blobs.dir(fanOf(hash));
+      if (!fan) throw new StoreError('not-found', 'no such blob');
+      try {
+        if (!fan.lstat(metaName(hash))) throw new StoreError('not-found', 'no such blob');
+        // Metadata first: a crash in between leaves an invisible blob, never a visible one without bytes.
+        // unlink removes a link itself, never what it points to.
+        unlinkSync(fan.path(metaName(hash)));
+        unlinkIfThere(fan, hash);
+      } finally {
+        fan.close();
+      }
+      removeIfEmpty(blobs, fanOf(hash));
+    });
+  } finally {
+    blobs.close();
+  }
 }
+
+// Runs a step of verify; damage it meets is reported (undefined), anything else thrown.
+type Guard = <T>(fn: () => T | Promise<T>) => Promise<T | undefined>;
 
 export interface VerifyResult {
   /** Blobs checked. */
   count: number;
-  /** `<hash>: <what is wrong>` for every blob whose bytes or metadata are bad. */
-  corrupt: string[];
+  /** What is wrong: `<hash>: …` for a blob whose bytes or metadata are bad, `<path> is a symbolic link…` for a link. */
+  problems: string[];
 }
 
 /**
  * Re-hashes every blob, restores file and directory modes, and tidies what a
  * crash can leave: temporary files of dead uploads, blobs without metadata
- * (an interrupted upload or delete) and empty directories.
+ * (an interrupted upload or delete) and empty directories. Links are listed
+ * as problems and left alone: nothing is read, changed or removed through one.
  */
 export async function verifyBlobs(dataDir: string, config: StoreConfig): Promise<VerifyResult> {
-  const result: VerifyResult = { count: 0, corrupt: [] };
-  const blobs = blobsDir(dataDir);
-  if (!exists(storeDir(dataDir))) return result;
-  restoreMode(storeDir(dataDir), config.dirMode);
-  if (exists(tmpDir(dataDir))) {
-    restoreMode(tmpDir(dataDir), config.dirMode);
-    sweepTemp(tmpDir(dataDir));
-  }
-  if (!exists(blobs)) return result;
-  restoreMode(blobs, config.dirMode);
-  const suspects: string[] = [];
-  for (const fan of listDir(blobs)) {
-    const dir = join(blobs, fan);
-    if (!/^[0-9a-f]{2}$/.test(fan) || !statOrNull(dir)?.isDirectory()) continue;
-    restoreMode(dir, config.dirMode);
-    const names = new Set(listDir(dir));
-    for (const name of names) {
-      const hash = name.replace(/\.json$/, '');
-      if (!HASH.test(hash) || !hash.startsWith(fan)) continue;
-      if (name.endsWith('.json') ? !names.has(hash) : !names.has(`${hash}.json`)) {
-        suspects.push(hash);
-        continue;
+  const result: VerifyResult = { count: 0, problems: [] };
+  // A link (or another misplaced kind of file) is reported, and verification goes on around it.
+  const damage: Guard = async (fn) => {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof ApieError) || err.code !== 'damaged') throw err;
+      result.problems.push(err.message);
+      return undefined;
+    }
+  };
+  const root = SafeDir.open(dataDir);
+  const storage = root && (await damage(() => root.dir('storage')));
+  root?.close();
+  if (!storage) return result;
+  try {
+    storage.restoreMode(config.dirMode);
+    const tmp = await damage(() => storage.dir('tmp'));
+    if (tmp) {
+      try {
+        tmp.restoreMode(config.dirMode);
+        for (const name of sweepTemp(tmp)) result.problems.push(linkFound(tmp.relOf(name)).message);
+      } finally {
+        tmp.close();
       }
-      if (name.endsWith('.json')) continue;
-      const problem = await checkBlob(dataDir, hash, config.fileMode);
-      if (problem === undefined) continue; // deleted meanwhile
-      result.count++;
-      if (problem) result.corrupt.push(`${hash}: ${problem}`);
     }
+    const blobs = await damage(() => storage.dir('blobs'));
+    if (!blobs) return result;
+    try {
+      blobs.restoreMode(config.dirMode);
+      const suspects: string[] = [];
+      for (const name of blobs.list()) {
+        if (!FAN.test(name) || blobs.lstat(name)?.isFile()) continue;
+        const fan = await damage(() => blobs.dir(name));
+        if (!fan) continue;
+        try {
+          fan.restoreMode(config.dirMode);
+          await verifyFan(fan, config.fileMode, result, suspects, damage);
+        } finally {
+          fan.close();
+        }
+      }
+      // What looked half-committed is judged again under the lock, where nothing is in flight.
+      await withLock(blobsDir(dataDir), config, () => settle(blobs, suspects, result, damage));
+    } finally {
+      blobs.close();
+    }
+  } finally {
+    storage.close();
   }
-  // What looked half-committed is judged again under the lock, where nothing is in flight.
-  await withLock(blobs, config, () => {
-    for (const hash of suspects) {
-      const hasMeta = exists(metaFile(dataDir, hash));
-      const hasBlob = exists(blobFile(dataDir, hash));
-      if (hasBlob && !hasMeta) rmSync(blobFile(dataDir, hash));
-      if (hasMeta && !hasBlob) result.corrupt.push(`${hash}: metadata without bytes`);
-    }
-    for (const fan of listDir(blobs)) {
-      const dir = join(blobs, fan);
-      if (!statOrNull(dir)?.isDirectory()) continue;
-      // Leftovers of writeFileAtomic, which only runs under this lock.
-      for (const name of listDir(dir)) if (name.startsWith('.') && name.endsWith('.tmp')) rmSync(join(dir, name), { force: true });
-      removeIfEmpty(dir);
-    }
-  });
   return result;
 }
 
-// Why a blob is bad ('' when it is fine, undefined when it vanished).
-async function checkBlob(dataDir: string, hash: string, fileMode: number): Promise<string | undefined> {
-  const meta = metaFile(dataDir, hash);
-  const file = blobFile(dataDir, hash);
-  try {
-    restoreMode(meta, fileMode);
-    restoreMode(file, fileMode);
-    try {
-      parseMeta(readFileSync(meta, 'utf8'));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code) throw err;
-      return 'unreadable metadata';
+// Checks the blobs of one fan directory; pairs missing a half go to suspects.
+async function verifyFan(fan: SafeDir, fileMode: number, result: VerifyResult, suspects: string[], damage: Guard): Promise<void> {
+  const names = new Set(fan.list());
+  const prefix = fan.rel.slice(-2);
+  for (const name of names) {
+    const hash = name.replace(/\.json$/, '');
+    if (!HASH.test(hash) || !hash.startsWith(prefix)) continue;
+    if (fan.lstat(name)?.isSymbolicLink()) {
+      result.problems.push(linkFound(fan.relOf(name)).message);
+      continue;
     }
-    const actual = await hashFile(file);
-    return actual === hash ? '' : `bytes hash to ${actual}`;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
+    if (name.endsWith('.json') ? !names.has(hash) : !names.has(metaName(hash))) {
+      suspects.push(`${prefix}/${hash}`);
+      continue;
+    }
+    if (name.endsWith('.json')) continue;
+    const problem = await damage(() => checkBlob(fan, hash, fileMode));
+    if (problem === undefined) continue; // damage (reported) or deleted meanwhile
+    result.count++;
+    if (problem) result.problems.push(`${hash}: ${problem}`);
   }
 }
 
-/** SHA-256 of a file, read in large pieces into one buffer. */
-export async function hashFile(file: string): Promise<string> {
-  const hash = newSha256();
-  const fh = await open(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(CHUNK);
-    for (let n = (await fh.read(buf, 0, CHUNK)).bytesRead; n > 0; n = (await fh.read(buf, 0, CHUNK)).bytesRead) {
-      hash.update(buf.subarray(0, n));
+// Under the store lock: bytes without metadata are an interrupted upload or
+// delete (removed); metadata without bytes is damage. Empty directories go.
+async function settle(blobs: SafeDir, suspects: string[], result: VerifyResult, damage: Guard): Promise<void> {
+  for (const suspect of suspects) {
+    const [prefix, hash] = suspect.split('/');
+    const fan = await damage(() => blobs.dir(prefix));
+    if (!fan) continue;
+    try {
+      const meta = fan.lstat(metaName(hash));
+      const blob = fan.lstat(hash);
+      if (blob?.isFile() && !meta) unlinkSync(fan.path(hash));
+      if (meta?.isFile() && !blob) result.problems.push(`${hash}: metadata without bytes`);
+    } finally {
+      fan.close();
     }
+  }
+  for (const name of blobs.list()) {
+    if (!FAN.test(name) || !blobs.lstat(name)?.isDirectory()) continue;
+    const fan = blobs.dir(name)!;
+    try {
+      // Leftovers of writeFileAtomic, which only runs under this lock.
+      for (const entry of fan.list()) if (entry.startsWith('.') && entry.endsWith('.tmp') && fan.lstat(entry)?.isFile()) unlinkIfThere(fan, entry);
+    } finally {
+      fan.close();
+    }
+    removeIfEmpty(blobs, name);
+  }
+}
+
+// Why a blob is bad ('' when it is fine, undefined when it vanished). Modes
+// are restored through descriptors opened without following links.
+async function checkBlob(fan: SafeDir, hash: string, fileMode: number): Promise<string | undefined> {
+  if (!fan.restoreFileMode(metaName(hash), fileMode) || !fan.restoreFileMode(hash, fileMode)) return undefined;
+  if (readMeta(fan, hash) === 'damaged') return 'unreadable metadata';
+  const fd = fan.openRegular(hash);
+  if (fd === undefined) return undefined;
+  const actual = await hashFile(fd);
+  return actual === hash ? '' : `bytes hash to ${actual}`;
+}
+
+/** SHA-256 of an open file (closed when done), read in large pieces into one buffer. */
+async function hashFile(fd: number): Promise<string> {
+  const { read } = process.getBuiltinModule('node:fs') as typeof import('node:fs');
+  const hash = newSha256();
+  const buf = Buffer.allocUnsafe(CHUNK);
+  const next = () => new Promise<number>((resolve, reject) => read(fd, buf, 0, CHUNK, null, (err, n) => (err ? reject(err) : resolve(n))));
+  try {
+    for (let n = await next(); n > 0; n = await next()) hash.update(buf.subarray(0, n));
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
   return hash.digest('hex');
 }
 
 // Removes temporary files of uploads that cannot finish: their process is
-// gone, or nobody has written to them for an hour. Uploads still running stay.
-function sweepTemp(dir: string): void {
+// gone, or nobody has written to them for an hour. Uploads still running
+// stay; links are left alone and returned, for verify to report.
+function sweepTemp(tmp: SafeDir): string[] {
+  const links: string[] = [];
   const now = Date.now();
-  for (const name of listDir(dir)) {
+  for (const name of tmp.list()) {
     const m = TEMP.exec(name);
     if (!m) continue;
-    const pid = Number(m[1]);
-    const stats = statOrNull(join(dir, name));
+    const stats = tmp.lstat(name);
     if (!stats) continue;
-    if ((pid !== process.pid && !alive(pid)) || now - stats.mtimeMs > STALE_TEMP_MS) rmSync(join(dir, name), { force: true });
+    if (stats.isSymbolicLink()) {
+      links.push(name);
+      continue;
+    }
+    const pid = Number(m[1]);
+    if ((pid !== process.pid && !alive(pid)) || now - stats.mtimeMs > STALE_TEMP_MS) unlinkIfThere(tmp, name);
   }
+  return links;
 }
 
 function alive(pid: number): boolean {
@@ -327,41 +446,56 @@ function alive(pid: number): boolean {
   }
 }
 
-function readMeta(dataDir: string, hash: string): { name: string; contentType: string } | null {
-  let text: string;
+interface Meta {
+  name: string;
+  contentType: string;
+}
+
+// The blob's metadata; null when there is none, 'damaged' when it is not what
+// Apie writes (its values become response headers: they are checked again).
+function readMeta(fan: SafeDir, hash: string): Meta | 'damaged' | null {
+  const bytes = fan.readFile(metaName(hash));
+  if (bytes === null) return null;
   try {
-    text = readFileSync(metaFile(dataDir, hash), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+    const meta = JSON.parse(bytes.toString('utf8'));
+    if (typeof meta?.name === 'string' && nameProblem(meta.name) === null && typeof meta.contentType === 'string' && validContentType(meta.contentType)) {
+      return { name: meta.name, contentType: meta.contentType };
+    }
+  } catch {
+    // not JSON
   }
-  return parseMeta(text);
+  return 'damaged';
 }
 
-function parseMeta(text: string): { name: string; contentType: string } {
-  const meta = JSON.parse(text);
-  if (typeof meta?.name !== 'string' || typeof meta.contentType !== 'string') throw new SyntaxError('bad blob metadata');
-  return { name: meta.name, contentType: meta.contentType };
-}
-
-function removeIfEmpty(dir: string): void {
+// Whether metadata is in place for a hash (a repeat upload).
+function hasMeta(storage: SafeDir, hash: string): boolean {
+  let blobs: SafeDir | null = null;
+  let fan: SafeDir | null = null;
   try {
-    rmdirSync(dir);
+    blobs = storage.dir('blobs');
+    fan = blobs && blobs.dir(fanOf(hash));
+    return fan?.lstat(metaName(hash))?.isFile() ?? false;
+  } catch {
+    return false; // damaged: commit() decides
+  } finally {
+    fan?.close();
+    blobs?.close();
+  }
+}
+
+function unlinkIfThere(dir: SafeDir, name: string): void {
+  try {
+    unlinkSync(dir.path(name));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+function removeIfEmpty(parent: SafeDir, name: string): void {
+  try {
+    rmdirSync(parent.path(name));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOENT') throw err;
-  }
-}
-
-function exists(path: string): boolean {
-  return statOrNull(path) !== null;
-}
-
-function listDir(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
   }
 }

@@ -1,10 +1,11 @@
 // The CGI front end: environment + stdin → request; response → stdout
 // (`Status:` line, headers, blank line, body). Binary-safe both ways.
-import { closeSync, openSync, read, readSync, writeSync } from 'node:fs';
+import { closeSync, read, readSync, writeSync } from 'node:fs';
 import { createContext, handle } from './app.ts';
 import { ConfigError } from './config.ts';
 import { requireDataDir } from './datadir.ts';
 import { ApieError, errorResponse, httpError } from './errors.ts';
+import { openToSend } from './nofollow.ts';
 import { REASONS } from './reasons.ts';
 import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
@@ -83,13 +84,22 @@ function writeAll(data: Uint8Array): void {
 
 /** Writes a response the way a CGI program must: Status line, headers, body. */
 export async function writeResponse(res: ApieResponse): Promise<void> {
-  const length = bodyLength(res.body);
+  const { body } = res;
+  // Opened before anything is written, so a failure can still be the answer.
+  let fd: number | undefined;
+  if (isFileBody(body)) {
+    try {
+      fd = await openToSend(body.file);
+    } catch (err) {
+      return writeResponse(errorResponse(err));
+    }
+  }
+  const length = bodyLength(body);
   if (length !== undefined && res.status !== 304 && res.headers['Content-Length'] === undefined) {
     res.headers['Content-Length'] = length;
   }
   let head = `Status: ${res.status} ${REASONS[res.status] ?? ''}\r\n`;
   for (const [k, v] of Object.entries(res.headers)) head += `${k}: ${v}\r\n`;
-  const { body } = res;
   if (typeof body === 'string') {
     writeAll(Buffer.from(head + '\r\n' + body));
     return;
@@ -99,19 +109,18 @@ export async function writeResponse(res: ApieResponse): Promise<void> {
     writeAll(body);
   } else if (isFileBody(body)) {
     // Synchronous reads and writes: nothing else runs, and it is the fastest path.
-    const fd = openSync(body.file, 'r');
     try {
       // 128 KiB: measured fastest for page cache → pipe copies (cache-sized).
       const buf = Buffer.allocUnsafe(128 * 1024);
       let pos = body.start;
       while (pos <= body.end) {
-        const n = readSync(fd, buf, 0, Math.min(buf.length, body.end - pos + 1), pos);
+        const n = readSync(fd!, buf, 0, Math.min(buf.length, body.end - pos + 1), pos);
         if (n === 0) break;
         writeAll(buf.subarray(0, n));
         pos += n;
       }
     } finally {
-      closeSync(fd);
+      closeSync(fd!);
     }
   } else if (body) {
     for await (const chunk of body) writeAll(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);

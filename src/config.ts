@@ -1,6 +1,6 @@
 // apie.json: every key optional, unknown keys and wrong types rejected by name.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { isOrigin } from './http.ts';
+import { readFileNoFollow } from './nofollow.ts';
 
 export interface Config {
   /** Largest accepted event request body, in bytes. */
@@ -64,7 +64,7 @@ const checks: Record<keyof Config, Check> = {
   },
   tokenTtlSeconds: positiveInt,
   corsOrigins: (v, key) => {
-    if (!Array.isArray(v) || !v.every((o) => typeof o === 'string' && (o === '*' || /^https?:\/\/[^/\s]+$/.test(o)))) {
+    if (!Array.isArray(v) || !v.every((o) => typeof o === 'string' && (o === '*' || (/^https?:/.test(o) && isOrigin(o))))) {
       throw new ConfigError(`apie.json: "${key}" must be a list of origins such as "https://app.example.com"`);
     }
     return v;
@@ -102,13 +102,9 @@ export function configJson(config: Config): Record<string, unknown> {
 
 /** Reads DIR/apie.json; a missing file means all defaults. */
 export function loadConfig(dataDir: string): Config {
-  let text: string;
-  try {
-    text = readFileSync(join(dataDir, 'apie.json'), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ...defaults };
-    throw err;
-  }
+  const bytes = readFileNoFollow(dataDir, 'apie.json');
+  if (bytes === null) return { ...defaults };
+  const text = bytes.toString('utf8');
   let raw: unknown;
   try {
     raw = JSON.parse(text);

@@ -4,11 +4,12 @@
 // Appends are serialised by a lock and made durable in the order log → table
 // → offsets, so the offsets size is the committed count: readers never look
 // past it and never take the lock. Knows nothing of HTTP.
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, fchmodSync, openSync, existsSync } from 'node:fs';
+import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, fchmodSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from './config.ts';
-import { ensureDir, fsyncPath, restoreMode } from './fsutil.ts';
+import { ensureDir, narrowedMode } from './fsutil.ts';
+import { SafeDir } from './nofollow.ts';
 import {
   ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, encodeEntries, hashKey, idKey, insertSlots, readEntries, readFully,
   rebuildTable, slotsOf, tableInfo, writeFully, type Entry,
@@ -125,7 +126,7 @@ class LogWriter extends LogReader {
 
   private rebuild(room: number): void {
     if (this.tableFd !== undefined) closeSync(this.tableFd);
-    this.tableFd = rebuildTable(join(this.dir, 'table'), readEntries(this.offsetsFd!, 1, this.n), room, this.mode);
+    this.tableFd = rebuildTable(this.events!.path('table'), readEntries(this.offsetsFd!, 1, this.n), room, this.mode);
     this.table = tableInfo(this.tableFd);
   }
 
@@ -207,6 +208,16 @@ class LogWriter extends LogReader {
     return { count: this.n, hash: this.last };
   }
 
+  /** Restores the configured modes (never widening them) on the events directory and its files, through descriptors (never a link's target). */
+  restoreModes(dirMode: number, fileMode: number): void {
+    this.events!.restoreMode(dirMode);
+    for (const fd of [this.logFd, this.offsetsFd, this.tableFd]) {
+      if (fd === undefined) continue;
+      const stats = fstatSync(fd);
+      if ((stats.mode & 0o7777) !== narrowedMode(stats, fileMode)) fchmodSync(fd, narrowedMode(stats, fileMode));
+    }
+  }
+
   /** Recomputes the whole chain from disk; returns the count, last hash and whether the table had to be rebuilt. */
   verify(): { count: number; hash: string; tableRebuilt: boolean } {
     let prev = EMPTY_HASH;
@@ -240,27 +251,35 @@ class LogWriter extends LogReader {
 }
 
 // Creates log and offsets when missing, durably (the directory is fsynced).
-function createFiles(dir: string, mode: number): void {
-  let created = false;
-  for (const name of ['log', 'offsets']) {
-    if (existsSync(join(dir, name))) continue;
-    const fd = openSync(join(dir, name), 'wx', mode);
-    fchmodSync(fd, mode);
-    closeSync(fd);
-    created = true;
+function createFiles(dataDir: string, mode: number): void {
+  const events = SafeDir.open(dataDir, 'events')!;
+  try {
+    let created = false;
+    for (const name of ['log', 'offsets']) {
+      if (events.lstat(name)) continue;
+      const fd = events.open(name, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+      fchmodSync(fd, mode);
+      closeSync(fd);
+      created = true;
+    }
+    if (created) events.fsync();
+  } finally {
+    events.close();
   }
-  if (created) fsyncPath(dir);
 }
 
 async function withWriter<T>(dataDir: string, config: Config, fn: (w: LogWriter) => T): Promise<T> {
   const sha = await loadHasher();
-  const dir = eventsDir(dataDir);
-  if (!existsSync(dir)) {
-    ensureDir(dir, config.dirMode);
-    fsyncPath(dataDir);
+  if (!existsSync(dataDir)) ensureDir(dataDir, config.dirMode);
+  // Made here when missing; a link in its place is damage, found before the lock is taken inside it.
+  const root = SafeDir.open(dataDir)!;
+  try {
+    root.ensureDir('events', config.dirMode).close();
+  } finally {
+    root.close();
   }
-  return withLock(join(dir, 'log'), config, () => {
-    createFiles(dir, config.fileMode);
+  return withLock(join(eventsDir(dataDir), 'log'), config, () => {
+    createFiles(dataDir, config.fileMode);
     const writer = new LogWriter(dataDir, config, sha);
     try {
       writer.reconcile();
@@ -287,9 +306,7 @@ export function appendRaw(dataDir: string, config: Config, after: string, jsons:
  */
 export function verifyLog(dataDir: string, config: Config): Promise<{ count: number; hash: string; tableRebuilt: boolean }> {
   return withWriter(dataDir, config, (w) => {
-    const dir = eventsDir(dataDir);
-    restoreMode(dir, config.dirMode);
-    for (const name of ['log', 'offsets', 'table']) if (existsSync(join(dir, name))) restoreMode(join(dir, name), config.fileMode);
+    w.restoreModes(config.dirMode, config.fileMode);
     return w.verify();
   });
 }

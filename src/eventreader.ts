@@ -1,7 +1,8 @@
 // Reading the event log in DATA/events/ (layout in eventlog.ts): a view of the
 // committed events, fixed when opened, that takes no lock and loads no crypto.
-import { closeSync, existsSync, fstatSync, openSync, watch } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, watch } from 'node:fs';
 import { join } from 'node:path';
+import { SafeDir } from './nofollow.ts';
 import { ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, hashKey, idKey, readEntries, readFully, tableInfo, type TableInfo } from './eventindex.ts';
 
 /** sha256(""): the hash of the empty log, and the "previous hash" of the first event. */
@@ -87,14 +88,7 @@ export function objectEventId(json: Buffer, seq: number): string | undefined {
   return typeof value.eventId === 'string' ? value.eventId : undefined;
 }
 
-function openIfExists(file: string, flags: string): number | undefined {
-  try {
-    return openSync(file, flags);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
+const FLAGS = { r: constants.O_RDONLY, 'r+': constants.O_RDWR };
 
 /**
  * A read-only view of the committed events, fixed when opened: later appends
@@ -102,6 +96,9 @@ function openIfExists(file: string, flags: string): number | undefined {
  */
 export class LogReader {
   readonly dir: string;
+  protected readonly dataDir: string;
+  /** The events directory, open while the view is: its files are reached without following links. */
+  protected events?: SafeDir;
   protected n: number;
   protected offsetsFd?: number;
   protected logFd?: number;
@@ -110,18 +107,24 @@ export class LogReader {
 
   /** Opens the files read-only, or for writing ('r+') when the caller holds the lock. */
   constructor(dataDir: string, flags: 'r' | 'r+' = 'r') {
+    this.dataDir = dataDir;
     this.dir = eventsDir(dataDir);
     this.n = 0;
     this.open(flags);
   }
 
   protected open(flags: 'r' | 'r+'): void {
-    this.offsetsFd = openIfExists(join(this.dir, 'offsets'), flags);
+    this.events = SafeDir.open(this.dataDir, 'events') ?? undefined;
+    if (!this.events) {
+      if (flags === 'r') return; // nothing appended yet
+      throw new Error('the events directory is missing');
+    }
+    this.offsetsFd = this.events.openIfExists('offsets', FLAGS[flags]);
     // The count first, the table after: any table opened later covers it.
     this.n = this.offsetsFd === undefined ? 0 : Math.floor(fstatSync(this.offsetsFd).size / ENTRY_SIZE);
     if (this.n === 0 && flags === 'r') return;
-    this.logFd = openSync(join(this.dir, 'log'), flags);
-    this.tableFd = openIfExists(join(this.dir, 'table'), flags);
+    this.logFd = this.events.open('log', FLAGS[flags]);
+    this.tableFd = this.events.openIfExists('table', FLAGS[flags]);
     if (this.tableFd !== undefined) this.table = tableInfo(this.tableFd);
   }
 
@@ -133,6 +136,8 @@ export class LogReader {
   close(): void {
     for (const fd of [this.offsetsFd, this.logFd, this.tableFd]) if (fd !== undefined) closeSync(fd);
     this.offsetsFd = this.logFd = this.tableFd = undefined;
+    this.events?.close();
+    this.events = undefined;
   }
 
   /** The hash of the last event (EMPTY_HASH for an empty log). */
@@ -222,7 +227,9 @@ export function head(dataDir: string): { count: number; hash: string } {
 
 /** The number of committed events: one stat. */
 export function count(dataDir: string): number {
-  const fd = openIfExists(join(eventsDir(dataDir), 'offsets'), 'r');
+  const events = SafeDir.open(dataDir, 'events');
+  const fd = events?.openIfExists('offsets', FLAGS.r);
+  events?.close();
   if (fd === undefined) return 0;
   try {
     return Math.floor(fstatSync(fd).size / ENTRY_SIZE);
@@ -250,7 +257,11 @@ export function waitForMore(dataDir: string, known: number, ms: number, signal?:
       resolve(more);
     };
     const check = () => {
-      if (count(dataDir) > known) done(true);
+      try {
+        if (count(dataDir) > known) done(true);
+      } catch {
+        done(true); // damage (a link planted meanwhile): the read that follows reports it
+      }
     };
     const poll = setInterval(check, 500);
     const timer = setTimeout(() => done(false), ms);

@@ -1,5 +1,5 @@
 // Durable file primitives: atomic replace, fsync of files and directories.
-import { chmodSync, chownSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
+import { chmodSync, chownSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
 
 /** fsyncs a file, or a directory so a file created or renamed in it survives power loss. */
@@ -48,7 +48,8 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
   closeSync(fd);
   chmodSync(tmp, mode);
   if (process.getuid?.() === 0) {
-    const owner = statOrNull(file) ?? statSync(dirname(file));
+    // lstat: the entry being replaced (a link planted there is replaced, not followed).
+    const owner = lstatSync(file, { throwIfNoEntry: false }) ?? statSync(dirname(file));
     chownSync(tmp, owner.uid, owner.gid);
   }
   renameSync(tmp, file);
@@ -69,7 +70,17 @@ export function statOrNull(path: string): Stats | null {
  */
 export function restoreMode(path: string, mode: number): void {
   const stats = statSync(path);
+  const wanted = narrowedMode(stats, mode);
+  if (wanted !== (stats.mode & 0o7777)) chmodSync(path, wanted);
+}
+
+/** The mode restoreMode gives a file or directory with these stats: the one home of that rule. */
+export function narrowedMode(stats: Stats, mode: number): number {
   const current = stats.mode & 0o7777;
-  const wanted = (current & mode & 0o777) | (mode & 0o700) | (stats.isDirectory() ? current & SETGID : 0);
-  if (wanted !== current) chmodSync(path, wanted);
+  return (current & mode & 0o777) | (mode & 0o700) | (stats.isDirectory() ? current & SETGID : 0);
+}
+
+/** The mode to give a directory just created: exactly `mode`, keeping a setgid bit it inherited. */
+export function createdDirMode(stats: Stats, mode: number): number {
+  return mode | (stats.mode & SETGID);
 }

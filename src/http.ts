@@ -113,10 +113,20 @@ export function contentDisposition(name: string, disposition = 'attachment'): st
 const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, Content-Digest, If-Match, If-None-Match, Last-Event-ID, Range, X-Apie-Hash';
 const CORS_EXPOSE_HEADERS = 'ETag, X-Apie-Hash, X-Apie-Count, Link, Content-Range, Content-Disposition, Location';
 
+// An origin as browsers serialise it (RFC 6454): scheme://host[:port], the
+// host a name or a bracketed IPv6 address. No path, no user, no "null", and
+// never a control character: under "*" the value is echoed into a header.
+const ORIGIN_RE = /^[a-z][a-z0-9+.-]*:\/\/(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i;
+
+/** Whether a value is a syntactically valid origin, scheme://host[:port]. */
+export function isOrigin(value: string): boolean {
+  return ORIGIN_RE.test(value);
+}
+
 /** CORS headers for an allowed Origin, none otherwise (but Vary, once any origin is allowed). */
 export function corsHeaders(origin: string | undefined, allowed: string[]): Record<string, string> {
   // The answer depends on Origin whenever CORS is configured: caches must know.
-  if (!origin || !(allowed.includes(origin) || allowed.includes('*'))) return allowed.length ? { Vary: 'Origin' } : {};
+  if (!origin || !isOrigin(origin) || !(allowed.includes(origin) || allowed.includes('*'))) return allowed.length ? { Vary: 'Origin' } : {};
   return {
     'Access-Control-Allow-Origin': origin,
     'Access-Control-Allow-Credentials': 'true',
@@ -132,4 +142,13 @@ export function preflightHeaders(allow: string): Record<string, string> {
     'Access-Control-Allow-Headers': CORS_ALLOW_HEADERS,
     'Access-Control-Max-Age': '86400',
   };
+}
+
+// Control characters end a header line early (CR, LF) or have no place in one.
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+/** The name of the first header whose name or value holds a control character, or null. */
+export function unsafeHeader(headers: Record<string, string | number>): string | null {
+  for (const [name, value] of Object.entries(headers)) if (CONTROL.test(name) || CONTROL.test(String(value))) return name;
+  return null;
 }

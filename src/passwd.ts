@@ -1,11 +1,12 @@
 // The passwd file: `name:bcrypt-hash` (htpasswd -B) or `name:bcrypt-hash:info`
 // (original Apie) lines. Parsing never throws: bad lines are reported, not users.
-import { readFileSync, statSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { runningAs } from './datadir.ts';
 import { ApieError } from './errors.ts';
 import { programName } from './executable.ts';
+import { readFileNoFollow } from './nofollow.ts';
 import type { User } from './types.ts';
 
 export interface Passwd {
@@ -15,6 +16,16 @@ export interface Passwd {
 }
 
 const BCRYPT_RE = /^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/;
+
+/** The cost of a bcrypt hash (the work is 2^cost rounds). */
+export function hashCost(hash: string): number {
+  return Number(hash.slice(4, 6));
+}
+
+// A hash bcrypt can check: the right form, with a cost it runs (4–31).
+function validHash(hash: string): boolean {
+  return BCRYPT_RE.test(hash) && hashCost(hash) >= 4 && hashCost(hash) <= 31;
+}
 
 /** Whether a user name may be stored in passwd. */
 export function validName(name: string): boolean {
@@ -54,7 +65,7 @@ function parseLine(raw: string): Line {
   const name = line.slice(0, first);
   const hash = second < 0 ? line.slice(first + 1) : line.slice(first + 1, second);
   const info = second < 0 ? '' : line.slice(second + 1);
-  if (first < 0 || !validName(name) || !BCRYPT_RE.test(hash)) return { raw, problem: 'not "name:bcrypt-hash[:info]"' };
+  if (first < 0 || !validName(name) || !validHash(hash)) return { raw, problem: 'not "name:bcrypt-hash[:info]"' };
   return { raw, user: { name, hash, info } };
 }
 
@@ -79,19 +90,22 @@ function collect(lines: Line[]): Passwd {
 }
 
 // A passwd that is missing where one is required, or that we may not read, is
-// the operator's to fix: never reported as a wrong password.
+// the operator's to fix: never reported as a wrong password. A link is damage.
 function readText(dataDir: string, required = false): string {
-  const file = passwdPath(dataDir);
+  let bytes: Buffer | null;
   try {
-    return readFileSync(file, 'utf8');
+    bytes = readFileNoFollow(dataDir, 'passwd');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const detail = `${file}: ${(err as Error).message}; running as ${runningAs()}`;
-    if (code === 'ENOENT' && !required) return '';
-    if (code === 'ENOENT') throw new ApieError('misconfigured', `the data directory has no passwd: add a user with \`${programName()} user add NAME\` as this site's account`, { cause: detail });
+    const detail = `${passwdPath(dataDir)}: ${(err as Error).message}; running as ${runningAs()}`;
     if (code === 'EACCES') throw new ApieError('misconfigured', `passwd in the data directory is not readable by the account ${programName()} runs as`, { cause: detail });
     throw err;
   }
+  if (bytes === null && required) {
+    const detail = `${passwdPath(dataDir)}: no such file; running as ${runningAs()}`;
+    throw new ApieError('misconfigured', `the data directory has no passwd: add a user with \`${programName()} user add NAME\` as this site's account`, { cause: detail });
+  }
+  return bytes?.toString('utf8') ?? '';
 }
 
 /** Reads DIR/passwd; a missing file has no users, unless `required` (to log in), when it is an error. */
@@ -148,9 +162,6 @@ export async function updatePasswd<T>(dataDir: string, config: Config, edit: (us
 
 // The mode of an existing file, else the given one.
 function modeOf(file: string, fallback: number): number {
-  try {
-    return statSync(file).mode & 0o7777;
-  } catch {
-    return fallback;
-  }
+  const stats = lstatSync(file, { throwIfNoEntry: false });
+  return stats?.isFile() ? stats.mode & 0o7777 : fallback;
 }

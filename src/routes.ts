@@ -1,6 +1,6 @@
 // The route table. Handlers load lazily so a CGI request only pays for the
 // modules its path needs (bcrypt, lockfiles and crypto are not free).
-import { httpError } from './errors.ts';
+import { ApieError } from './errors.ts';
 import type { Handler } from './types.ts';
 
 type Load = () => Promise<Handler>;
@@ -46,30 +46,35 @@ export interface Match {
   params: string[];
 }
 
+// The first route whose pattern matches owns the path: /events/verify is
+// never read as the event "verify", whatever the method.
+function owner(path: string): { route: Route; params: string[] } | null {
+  for (const r of routes) {
+    const m = r.pattern.exec(path);
+    if (m) return { route: r, params: m.slice(1) };
+  }
+  return null;
+}
+
 /** The Allow header value for a path, or null when no route has that path. */
 export function allowed(path: string): string | null {
-  const methods = new Set<string>();
-  for (const r of routes) {
-    if (!r.pattern.test(path)) continue;
-    for (const m of Object.keys(r.methods)) methods.add(m);
-  }
-  if (methods.size === 0) return null;
-  if (methods.has('GET')) methods.add('HEAD');
-  methods.add('OPTIONS');
-  return [...methods].join(', ');
+  const found = owner(path);
+  if (!found) return null;
+  const methods = Object.keys(found.route.methods);
+  if (methods.includes('GET')) methods.push('HEAD');
+  methods.push('OPTIONS');
+  return methods.join(', ');
 }
 
 /**
- * Finds the handler for a method and path: the first route whose pattern and
- * method both match. A path known under other methods is 405 with Allow.
+ * Finds the handler for a method and path: the route that owns the path
+ * (the first whose pattern matches). Another method there is 405 with Allow.
  */
 export function route(method: string, path: string): Match {
   const lookup = method === 'HEAD' ? 'GET' : method;
-  for (const r of routes) {
-    const m = r.pattern.exec(path);
-    if (m && Object.hasOwn(r.methods, lookup)) return { load: r.methods[lookup], params: m.slice(1) };
-  }
-  const allow = allowed(path);
-  if (allow === null) throw httpError(404, `no such path: ${path}`);
-  throw httpError(405, `${method} is not allowed here; allowed: ${allow}`, { Allow: allow });
+  const found = owner(path);
+  if (!found) throw new ApieError('not-found', `no such path: ${path}`);
+  if (Object.hasOwn(found.route.methods, lookup)) return { load: found.route.methods[lookup], params: found.params };
+  const allow = allowed(path)!;
+  throw new ApieError('method-not-allowed', `${method} is not allowed here; allowed: ${allow}`, { headers: { Allow: allow } });
 }

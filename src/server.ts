@@ -3,7 +3,8 @@ import { createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { handle } from './app.ts';
 import { LiveStore } from './livelog.ts';
-import { errorResponse, httpError } from './errors.ts';
+import { openToSend } from './nofollow.ts';
+import { ApieError, errorResponse, httpError } from './errors.ts';
 import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
 export interface ServerOptions {
@@ -15,7 +16,15 @@ export interface ServerOptions {
 
 /** Builds the shared request shape from a node:http request. */
 export function requestFromHttp(req: IncomingMessage): ApieRequest {
-  const url = new URL(req.url ?? '/', 'http://localhost');
+  const target = req.url ?? '/';
+  // An origin-form target is a path, '//events' included (resolved against a
+  // base, it would be a host): only an absolute-form one is a whole URL.
+  let url: URL;
+  try {
+    url = target.startsWith('/') ? new URL(`http://localhost${target}`) : new URL(target);
+  } catch {
+    throw new ApieError('bad-request', 'malformed request target');
+  }
   let path: string;
   try {
     path = decodeURIComponent(url.pathname);
@@ -37,6 +46,16 @@ export function requestFromHttp(req: IncomingMessage): ApieRequest {
 }
 
 async function send(res: ServerResponse, out: ApieResponse): Promise<number> {
+  // Opened before the head is written, so a failure can still be the answer.
+  let fd: number | undefined;
+  if (isFileBody(out.body)) {
+    try {
+      fd = await openToSend(out.body.file);
+    } catch (err) {
+      // In place, so the access log shows the status that was sent.
+      return send(res, Object.assign(out, errorResponse(err)));
+    }
+  }
   const length = bodyLength(out.body);
   if (length !== undefined && out.status !== 304 && out.headers['Content-Length'] === undefined) out.headers['Content-Length'] = length;
   res.writeHead(out.status, out.headers);
@@ -46,7 +65,7 @@ async function send(res: ServerResponse, out: ApieResponse): Promise<number> {
   } else if (typeof body === 'string' || body instanceof Uint8Array) {
     res.end(body);
   } else if (isFileBody(body)) {
-    const stream = createReadStream(body.file, { start: body.start, end: body.end });
+    const stream = createReadStream(body.file, { fd, start: body.start, end: body.end });
     await new Promise<void>((resolve) => {
       stream.on('error', (err) => { console.error(err); res.destroy(); resolve(); });
       res.on('close', () => { stream.destroy(); resolve(); });
@@ -73,7 +92,9 @@ const shutdown = new AbortController();
 /** Starts listening; resolves once the port is bound. */
 export function startServer(opts: ServerOptions): Promise<Server> {
   const events = new LiveStore(opts.ctx.dataDir, opts.ctx.config);
-  const server = createServer(async (req, res) => {
+  // Node checks the header and request timeouts on this interval (30 s by
+  // default, so a 20 s limit came to 20–50 s): once a second keeps it 20–21 s.
+  const server = createServer({ connectionsCheckingInterval: 1000 }, async (req, res) => {
     const started = performance.now();
     const ctx: Context = { ...opts.ctx, user: undefined, shutdown: shutdown.signal, events };
     // Tell long polls and event streams when the client goes away.

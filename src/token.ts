@@ -3,9 +3,10 @@
 // hash, keyed with a secret kept in the data directory. Changing the password,
 // removing the user or rotating the secret therefore revokes every token, and
 // checking one is a file read and an HMAC: no bcrypt, no lock.
-import { linkSync, readFileSync, unlinkSync } from 'node:fs';
+import { linkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { restoreMode, writeFileAtomic } from './fsutil.ts';
+import { writeFileAtomic } from './fsutil.ts';
+import { SafeDir, readFileNoFollow } from './nofollow.ts';
 import { constantTimeEqual, hmacSha256 } from './sha256.ts';
 import type { User } from './types.ts';
 
@@ -26,17 +27,20 @@ function newSecret(): string {
   return `${randomHex(32)}\n`;
 }
 
-// The secret, or null when none has been made yet.
+// The secret, or null when none has been made yet. Its problems are plain
+// errors: the log says what is wrong, a client learns nothing about it.
 function readSecret(dataDir: string): Buffer | null {
+  let bytes: Buffer | null;
   try {
-    const text = readFileSync(secretPath(dataDir), 'utf8').trim();
-    // An empty or truncated secret would make tokens forgeable: refuse it.
-    if (!/^[0-9a-f]{64}$/.test(text)) throw new Error(`${SECRET_FILE} is damaged; run \`apie token rotate\``);
-    return Buffer.from(text, 'hex');
+    bytes = readFileNoFollow(dataDir, SECRET_FILE);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+    throw new Error((err as Error).message, { cause: err });
   }
+  if (bytes === null) return null;
+  const text = bytes.toString('utf8').trim();
+  // An empty or truncated secret would make tokens forgeable: refuse it.
+  if (!/^[0-9a-f]{64}$/.test(text)) throw new Error(`${SECRET_FILE} is damaged; run \`apie token rotate\``);
+  return Buffer.from(text, 'hex');
 }
 
 // The secret, made on first use. Racing processes each stage a complete file
@@ -60,7 +64,13 @@ function ensureSecret(dataDir: string): Buffer {
 export function checkSecret(dataDir: string): string | null {
   try {
     if (readSecret(dataDir) === null) return null;
-    restoreMode(secretPath(dataDir), 0o600);
+    // Through a descriptor that cannot be a link's target.
+    const dir = SafeDir.open(dataDir)!;
+    try {
+      dir.restoreFileMode(SECRET_FILE, 0o600);
+    } finally {
+      dir.close();
+    }
     return null;
   } catch (err) {
     return (err as Error).message;

@@ -99,7 +99,7 @@ t('should remove temporary files of dead processes and old ones, not live ones',
 t('should verify, name corrupt blobs and tidy what a crash leaves', async ({ dir }) => {
   const a = await putBlob(dir, config, chunks('aaa'), opts);
   const b = await putBlob(dir, config, chunks('bbb'), opts);
-  assert.equal(await verifyBlobs(dir, config), { count: 2, corrupt: [] });
+  assert.equal(await verifyBlobs(dir, config), { count: 2, problems: [] });
   const fan = (h: string) => join(dir, 'storage', 'blobs', h.slice(0, 2));
   writeFileSync(join(fan(b.hash), b.hash), 'bbc');
   // An interrupted commit: bytes without metadata are removed, not reported.
@@ -108,11 +108,11 @@ t('should verify, name corrupt blobs and tidy what a crash leaves', async ({ dir
   writeFileSync(join(fan(orphan), orphan), 'orphan');
   const r = await verifyBlobs(dir, config);
   assert.is(r.count, 2);
-  assert.equal(r.corrupt, [`${b.hash}: bytes hash to ${sha256('bbc')}`]);
+  assert.equal(r.problems, [`${b.hash}: bytes hash to ${sha256('bbc')}`]);
   assert.not.ok(existsSync(join(fan(orphan), orphan)));
   // Metadata whose bytes are gone is reported.
   rmSync(join(fan(a.hash), a.hash));
-  assert.ok((await verifyBlobs(dir, config)).corrupt.includes(`${a.hash}: metadata without bytes`));
+  assert.ok((await verifyBlobs(dir, config)).problems.includes(`${a.hash}: metadata without bytes`));
 });
 
 t.run();

@@ -53,6 +53,36 @@ for (const fe of FRONT_ENDS) {
     assert.is(events.headers.allow, 'GET, PUT, POST, HEAD, OPTIONS');
   });
 
+  t('should answer a path with doubled slashes as the path with single ones, as Apache does', async ({ site }) => {
+    // Apache merges slashes before Apie sees the path (MergeSlashes); every front end must agree.
+    const events = await site.request('GET', '//events', { auth: ALICE });
+    assert.is(events.status, 200, events.text);
+    assert.equal(events.json(), []);
+    const info = await site.request('GET', '/info//', { auth: ALICE });
+    assert.is(info.status, 404);
+    assert.is((await site.request('GET', '//info', { auth: ALICE })).json().auth.user.email, 'alice@example.com');
+    assert.is((await site.request('GET', '//events')).status, 401);
+  });
+
+  t('should answer 405 with Allow: POST for any other method on the verify paths', async ({ site }) => {
+    for (const [method, path] of [['GET', '/events/verify'], ['HEAD', '/events/verify'], ['GET', '/storage/verify'], ['PUT', '/storage/verify'], ['DELETE', '/storage/verify']]) {
+      const r = await site.request(method, path, { auth: ALICE, body: method === 'PUT' ? 'x' : undefined });
+      assert.is(r.status, 405, `${method} ${path}: ${r.text}`);
+      assert.is(r.headers.allow, 'POST, OPTIONS', `${method} ${path}`);
+    }
+  });
+
+  t('should reveal nothing about an unknown path to OPTIONS without credentials', async ({ site }) => {
+    const r = await site.request('OPTIONS', '/no/such/thing');
+    assert.is(r.status, 401);
+    assert.match(r.headers['www-authenticate'], /^Basic realm="Apie"/);
+    assert.is((await site.request('OPTIONS', '/no/such/thing', { auth: ALICE })).status, 404);
+    // A known path still answers a preflight without credentials.
+    const known = await site.request('OPTIONS', '/events');
+    assert.is(known.status, 204);
+    assert.is(known.headers.allow, 'GET, PUT, POST, HEAD, OPTIONS');
+  });
+
   t('should answer HEAD like GET without a body', async ({ site }) => {
     const get = await site.request('GET', '/', { auth: ALICE });
     const head = await site.request('HEAD', '/', { auth: ALICE });

@@ -1,7 +1,7 @@
 // HTTP helpers (unit): entity tags, ranges, Content-Disposition, routing.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { HttpError } from '../src/errors.ts';
+import { ApieError, HttpError } from '../src/errors.ts';
 import { contentDisposition, parseEtags, parseRange } from '../src/http.ts';
 import { allowed, route } from '../src/routes.ts';
 
@@ -11,7 +11,7 @@ function status(fn: () => unknown): number | undefined {
   try {
     fn();
   } catch (err) {
-    return err instanceof HttpError ? err.status : -1;
+    return err instanceof HttpError || err instanceof ApieError ? err.status : -1;
   }
   return undefined;
 }
@@ -61,6 +61,10 @@ t('should route by path and method, with 404 and 405', () => {
   assert.is(status(() => route('GET', '/nope')), 404);
   assert.is(status(() => route('PATCH', '/events')), 405);
   assert.is(allowed('/info'), 'GET, HEAD, OPTIONS');
+  // The verify paths belong to their own routes, not to /events/H or /storage/NAME.
+  assert.is(status(() => route('GET', '/events/verify')), 405);
+  assert.is(status(() => route('PUT', '/storage/verify')), 405);
+  assert.is(allowed('/storage/verify'), 'POST, OPTIONS');
 });
 
 t.run();

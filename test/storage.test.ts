@@ -281,6 +281,31 @@ for (const fe of FRONT_ENDS) {
     assert.is(fileMode(`${blobPath(site.dataDir, a)}.json`), 0o600);
   });
 
+  t('should serve a blob whose metadata is damaged with safe defaults, and repair it on re-upload', async ({ site }) => {
+    const hash = (await put(site, 'report.pdf', 'the report', { 'Content-Type': 'application/pdf' })).json().hash;
+    const meta = `${blobPath(site.dataDir, hash)}.json`;
+    for (const damage of ['{"name":"report.pdf",', '[]', '{"name":"a/b","contentType":"text/plain"}', '{"name":"","contentType":"text/html\\r\\nSet-Cookie: a=b"}']) {
+      writeFileSync(meta, damage);
+      // The bytes are what their hash says; only the name and type are lost.
+      const r = await get(site, hash);
+      assert.is(r.status, 200, `${damage}: ${r.text}`);
+      assert.is(r.text, 'the report');
+      assert.is(r.headers['content-type'], 'application/octet-stream');
+      assert.is(r.headers['content-disposition'], 'attachment');
+      assert.is(r.headers['set-cookie'], undefined);
+      const bad = await site.request('POST', '/storage/verify', { auth: ALICE });
+      assert.is(bad.status, 500, damage);
+      assert.match(bad.json().errorMessage, `${hash}: unreadable metadata`);
+      // Uploading the same bytes again writes the metadata anew.
+      const again = await put(site, 'report.pdf', 'the report', { 'Content-Type': 'application/pdf' });
+      assert.is(again.status, 200, again.text);
+      assert.is(again.json().contentType, 'application/pdf');
+      assert.equal(JSON.parse(readFileSync(meta, 'utf8')), { name: 'report.pdf', contentType: 'application/pdf' });
+      assert.is((await get(site, hash)).headers['content-disposition'], 'attachment; filename="report.pdf"');
+      assert.is((await site.request('POST', '/storage/verify', { auth: ALICE })).status, 200);
+    }
+  });
+
   t('should store two concurrent uploads of the same bytes once', async ({ site }) => {
     const bytes = patternBytes(6 * 1024 * 1024, 5);
     const [r1, r2] = await Promise.all([put(site, 'one', bytes), put(site, 'two', bytes)]);

@@ -1,31 +1,52 @@
 // apie verify: checks passwd, the event chain and the content store; restores
-// file modes and repairs what a crash left behind. Exit code 1 when anything is wrong.
+// file modes and repairs what a crash left behind. Exit code 1 when anything is
+// wrong. Symbolic links in the data directory are listed as damage and never
+// followed, so running it as root cannot chmod or read a file elsewhere.
 import { parse, UsageError } from '../cli.ts';
 import { loadConfig } from '../config.ts';
 import { resolveDataDir } from '../datadir.ts';
+import { ApieError } from '../errors.ts';
 import { LogCorrupt, verifyLog } from '../eventlog.ts';
 import { readPasswd } from '../passwd.ts';
 import { verifyBlobs } from '../blobstore.ts';
 import { checkSecret } from '../token.ts';
 
+// Damage is reported and the next part checked; anything else is a failure of verify itself.
+function damaged(err: unknown): string {
+  if (err instanceof LogCorrupt || (err instanceof ApieError && err.code === 'damaged')) return err.message;
+  throw err;
+}
+
 export async function verify(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {});
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const dataDir = resolveDataDir(values.data as string | undefined);
-  const config = loadConfig(dataDir);
+  let config;
+  try {
+    config = loadConfig(dataDir);
+  } catch (err) {
+    // Without the configuration the modes to restore are unknown: stop here.
+    console.error(`apie verify: ${damaged(err)}`);
+    return 1;
+  }
   let ok = true;
 
-  const passwd = readPasswd(dataDir);
-  for (const problem of passwd.problems) console.error(`apie verify: ${problem}`);
-  ok &&= passwd.problems.length === 0;
-  console.log(`passwd: ${passwd.problems.length ? `${passwd.problems.length} problem(s)` : 'ok'}, ${passwd.users.size} user(s)`);
+  try {
+    const passwd = readPasswd(dataDir);
+    for (const problem of passwd.problems) console.error(`apie verify: ${problem}`);
+    ok &&= passwd.problems.length === 0;
+    console.log(`passwd: ${passwd.problems.length ? `${passwd.problems.length} problem(s)` : 'ok'}, ${passwd.users.size} user(s)`);
+  } catch (err) {
+    console.error(`apie verify: ${damaged(err)}`);
+    console.log('passwd: DAMAGED');
+    ok = false;
+  }
 
   try {
     const log = await verifyLog(dataDir, config);
     console.log(`events: ok, ${log.count} event(s), last hash ${log.hash}${log.tableRebuilt ? ' (lookup table rebuilt)' : ''}`);
   } catch (err) {
-    if (!(err instanceof LogCorrupt)) throw err;
-    console.error(`apie verify: events: ${err.message}`);
+    console.error(`apie verify: events: ${damaged(err)}`);
     console.log('events: DAMAGED');
     ok = false;
   }
@@ -37,9 +58,9 @@ export async function verify(args: string[]): Promise<number> {
   }
 
   const store = await verifyBlobs(dataDir, config);
-  for (const problem of store.corrupt) console.error(`apie verify: storage: ${problem}`);
-  ok &&= store.corrupt.length === 0;
-  console.log(`storage: ${store.corrupt.length ? `${store.corrupt.length} corrupt blob(s)` : 'ok'}, ${store.count} blob(s)`);
+  for (const problem of store.problems) console.error(`apie verify: storage: ${problem}`);
+  ok &&= store.problems.length === 0;
+  console.log(`storage: ${store.problems.length ? `${store.problems.length} problem(s)` : 'ok'}, ${store.count} blob(s)`);
 
   return ok ? 0 : 1;
 }
