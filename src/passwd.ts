@@ -13,9 +13,12 @@ export interface Passwd {
 
 const BCRYPT_RE = /^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/;
 
+/** The longest user name, in UTF-16 code units (a JavaScript string's length). */
+export const MAX_NAME_LENGTH = 256;
+
 /** Whether a user name may be stored in passwd. */
 export function validName(name: string): boolean {
-  return name.length > 0 && name.length <= 256 && !/[:\x00-\x1f\x7f]/.test(name);
+  return name.length > 0 && name.length <= MAX_NAME_LENGTH && !/[:\x00-\x1f\x7f]/.test(name);
 }
 
 /** Whether an info text may be stored in passwd (it ends its line, so no line breaks). */
