@@ -38,7 +38,9 @@ export interface AppendRequest {
 export type AppendResult =
   | { outcome: 'appended' | 'existing'; event: StoredEvent }
   | { outcome: 'conflict'; message: string }
-  | { outcome: 'precondition-failed'; message: string; lastHash: string };
+  | { outcome: 'precondition-failed'; message: string; lastHash: string }
+  /** This request alone failed (the others of its batch are decided on their own). */
+  | { outcome: 'failed'; error: unknown };
 
 type Hasher = (prev: string, json: Buffer) => string;
 
@@ -164,30 +166,35 @@ class LogWriter extends LogReader {
     const pendingIds = new Map<string, { seq: number; event: NewEvent; hash: string; json: Buffer }>();
     let last = this.last;
     for (const { event, ifMatch } of requests) {
-      const earlier = pendingIds.get(event.eventId);
-      const seq = earlier ? undefined : this.seqOfEventId(event.eventId);
-      if (earlier || seq !== undefined) {
-        const stored = earlier ?? this.read(seq!);
-        const parsed = earlier ? earlier.event : JSON.parse(stored.json.toString('utf8'));
-        const same = parsed.eventType === event.eventType && isDeepStrictEqual(parsed.body, event.body);
-        results.push(same
-          ? { outcome: 'existing', event: { seq: stored.seq, hash: stored.hash, json: stored.json } }
-          : { outcome: 'conflict', message: `eventId ${event.eventId} is already in the log with other content` });
-        continue;
+      // Whatever one request throws is its own answer: it must not fail the others of the group.
+      try {
+        const earlier = pendingIds.get(event.eventId);
+        const seq = earlier ? undefined : this.seqOfEventId(event.eventId);
+        if (earlier || seq !== undefined) {
+          const stored = earlier ?? this.read(seq!);
+          const parsed = earlier ? earlier.event : JSON.parse(stored.json.toString('utf8'));
+          const same = parsed.eventType === event.eventType && isDeepStrictEqual(parsed.body, event.body);
+          results.push(same
+            ? { outcome: 'existing', event: { seq: stored.seq, hash: stored.hash, json: stored.json } }
+            : { outcome: 'conflict', message: `eventId ${event.eventId} is already in the log with other content` });
+          continue;
+        }
+        if (ifMatch && !ifMatch.includes('*') && !ifMatch.includes(last)) {
+          results.push({ outcome: 'precondition-failed', message: `the log's last hash is ${last}, not the one in If-Match`, lastHash: last });
+          continue;
+        }
+        const json = Buffer.from(JSON.stringify({
+          eventId: event.eventId, eventType: event.eventType, body: event.body, createdBy: event.createdBy, createdAt: event.createdAt,
+        }));
+        const hash = this.sha(last, json);
+        const stored = { seq: this.n + batch.length + 1, hash, json };
+        batch.push({ hash, json });
+        pendingIds.set(event.eventId, { ...stored, event });
+        results.push({ outcome: 'appended', event: stored });
+        last = hash;
+      } catch (error) {
+        results.push({ outcome: 'failed', error });
       }
-      if (ifMatch && !ifMatch.includes('*') && !ifMatch.includes(last)) {
-        results.push({ outcome: 'precondition-failed', message: `the log's last hash is ${last}, not the one in If-Match`, lastHash: last });
-        continue;
-      }
-      const json = Buffer.from(JSON.stringify({
-        eventId: event.eventId, eventType: event.eventType, body: event.body, createdBy: event.createdBy, createdAt: event.createdAt,
-      }));
-      const hash = this.sha(last, json);
-      const stored = { seq: this.n + batch.length + 1, hash, json };
-      batch.push({ hash, json });
-      pendingIds.set(event.eventId, { ...stored, event });
-      results.push({ outcome: 'appended', event: stored });
-      last = hash;
     }
     if (batch.length) this.commit(batch, this.end, Buffer.concat(batch.map((r) => encodeRecord(r.hash, r.json))));
     return results;
