@@ -9,7 +9,7 @@ import { chmodSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, st
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
-import { ensureDir, fsyncPath, statOrNull, writeFileAtomic } from './fsutil.ts';
+import { ensureDir, fsyncPath, statOrNull, whenFull, writeFileAtomic } from './fsutil.ts';
 import { withLock } from './lock.ts';
 
 type StoreConfig = Pick<Config, 'fileMode' | 'dirMode' | 'lockStaleSeconds'>;
@@ -115,6 +115,8 @@ export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncI
     const result = await withLock(blobsDir(dataDir), config, () => commit(dataDir, config, temp, hash, synced, opts));
     committed = result.created;
     return { ...result, size };
+  } catch (err) {
+    throw whenFull(err);
   } finally {
     if (!committed) rmSync(temp, { force: true });
   }
@@ -176,9 +178,15 @@ function commit(dataDir: string, config: StoreConfig, temp: string, hash: string
   }
   chmodSync(temp, config.fileMode);
   renameSync(temp, blobFile(dataDir, hash));
-  fsyncPath(fan);
   const info = { name: opts.name, contentType: opts.contentType };
-  writeFileAtomic(metaFile(dataDir, hash), JSON.stringify(info), config.fileMode);
+  try {
+    fsyncPath(fan);
+    writeFileAtomic(metaFile(dataDir, hash), JSON.stringify(info), config.fileMode);
+  } catch (err) {
+    // Without its metadata the blob is invisible: take the bytes back too (a full disk answers 507).
+    rmSync(blobFile(dataDir, hash), { force: true });
+    throw err;
+  }
   return { hash, ...info, created: true };
 }
 

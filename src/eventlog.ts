@@ -8,7 +8,7 @@ import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, fchmodSync, chmodSy
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from './config.ts';
-import { ensureDir, fsyncPath } from './fsutil.ts';
+import { ensureDir, fsyncPath, whenFull } from './fsutil.ts';
 import {
   ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, encodeEntries, hashKey, idKey, insertSlots, readEntries, readFully,
   rebuildTable, slotsOf, tableInfo, writeFully, type Entry,
@@ -126,8 +126,10 @@ class LogWriter extends LogReader {
   }
 
   private rebuild(room: number): void {
+    // The new table first: when it cannot be made (a full disk), the old one stays open and in use.
+    const fd = rebuildTable(join(this.dir, 'table'), readEntries(this.offsetsFd!, 1, this.n), room, this.mode);
     if (this.tableFd !== undefined) closeSync(this.tableFd);
-    this.tableFd = rebuildTable(join(this.dir, 'table'), readEntries(this.offsetsFd!, 1, this.n), room, this.mode);
+    this.tableFd = fd;
     this.table = tableInfo(this.tableFd);
   }
 
@@ -137,6 +139,25 @@ class LogWriter extends LogReader {
    * their offsets entries (the commit point), fdatasync.
    */
   private commit(records: { hash: string; json: Buffer }[], at: number, bytes: Buffer): void {
+    try {
+      this.write(records, at, bytes);
+    } catch (err) {
+      // A record synced past the committed end would be committed by the next
+      // reconcile: take back what this commit wrote, so a failed append (a full
+      // disk answers 507) never surfaces later.
+      if (bytes.length) this.takeBack(at);
+      throw err;
+    }
+  }
+
+  private takeBack(at: number): void {
+    ftruncateSync(this.offsetsFd!, this.n * ENTRY_SIZE);
+    ftruncateSync(this.logFd!, at);
+    fdatasyncSync(this.logFd!);
+    fdatasyncSync(this.offsetsFd!);
+  }
+
+  private write(records: { hash: string; json: Buffer }[], at: number, bytes: Buffer): void {
     if (bytes.length) writeFully(this.logFd!, bytes, at);
     fdatasyncSync(this.logFd!);
     const entries: Entry[] = [];
@@ -262,20 +283,25 @@ function createFiles(dir: string, mode: number): void {
 async function withWriter<T>(dataDir: string, config: Config, fn: (w: LogWriter) => T): Promise<T> {
   const sha = await loadHasher();
   const dir = eventsDir(dataDir);
-  if (!existsSync(dir)) {
-    ensureDir(dir, config.dirMode);
-    fsyncPath(dataDir);
-  }
-  return withLock(join(dir, 'log'), config, () => {
-    createFiles(dir, config.fileMode);
-    const writer = new LogWriter(dataDir, config, sha);
-    try {
-      writer.reconcile();
-      return fn(writer);
-    } finally {
-      writer.close();
+  try {
+    if (!existsSync(dir)) {
+      ensureDir(dir, config.dirMode);
+      fsyncPath(dataDir);
     }
-  });
+    return await withLock(join(dir, 'log'), config, () => {
+      createFiles(dir, config.fileMode);
+      const writer = new LogWriter(dataDir, config, sha);
+      try {
+        writer.reconcile();
+        return fn(writer);
+      } finally {
+        writer.close();
+      }
+    });
+  } catch (err) {
+    // commit() has taken back what it wrote.
+    throw whenFull(err);
+  }
 }
 
 /** Appends a batch of events under one lock with one fdatasync per file; one result per request. */

@@ -111,7 +111,8 @@ export function formatPasswd(users: Iterable<User>): string {
  */
 export async function updatePasswd<T>(dataDir: string, config: Config, edit: (users: Map<string, User>) => T): Promise<T> {
   const file = passwdPath(dataDir);
-  const [{ withLock }, { writeFileAtomic }] = await Promise.all([import('./lock.ts'), import('./fsutil.ts')]);
+  const [{ withLock }, { whenFull, writeFileAtomic }] = await Promise.all([import('./lock.ts'), import('./fsutil.ts')]);
+  // writeFileAtomic leaves the file as it was when it fails.
   return withLock(file, config, () => {
     const lines = readText(dataDir).split('\n').map(parseLine);
     const { users } = collect(lines);
@@ -136,6 +137,8 @@ export async function updatePasswd<T>(dataDir: string, config: Config, edit: (us
     if (text !== '' && !text.endsWith('\n')) text += '\n';
     writeFileAtomic(file, text, modeOf(file, config.fileMode & 0o770));
     return result;
+  }).catch((err) => {
+    throw whenFull(err);
   });
 }
 

@@ -6,7 +6,7 @@
 import { chmodSync, linkSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApieError } from './errors.ts';
-import { writeFileAtomic } from './fsutil.ts';
+import { whenFull, writeFileAtomic } from './fsutil.ts';
 import { MAX_NAME_LENGTH } from './passwd.ts';
 import { constantTimeEqual, hmacSha256 } from './sha256.ts';
 import type { User } from './types.ts';
@@ -84,7 +84,14 @@ function sign(secret: Buffer, payload: string, hash: string): Buffer {
 export function createToken(dataDir: string, user: User, ttlSeconds: number): { token: string; expiresAt: string } {
   const expires = Math.floor(Date.now() / 1000) + ttlSeconds;
   const payload = `${Buffer.from(user.name).toString('base64url')}.${expires}`;
-  const signature = sign(ensureSecret(dataDir), payload, user.hash).toString('base64url');
+  let secret: Buffer;
+  try {
+    secret = ensureSecret(dataDir);
+  } catch (err) {
+    // A secret that could not be made leaves nothing behind (writeFileAtomic, then link).
+    throw whenFull(err);
+  }
+  const signature = sign(secret, payload, user.hash).toString('base64url');
   const token = `${payload}.${signature}`;
   // Never hand out a token that verifyToken would not read.
   if (!TOKEN_RE.test(token)) throw new ApieError('internal', `no token can be issued for the user name ${JSON.stringify(user.name.slice(0, 40))}`);
