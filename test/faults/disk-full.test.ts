@@ -3,28 +3,21 @@
 // event that later surfaces, no partial blob, no changed password); nothing
 // acknowledged is lost, the log verifies, and writes work again once there is
 // space. Through every front end (tests run as root to mount).
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ALICE, FRONT_ENDS, giveToWebUser, tempDir, type Reply, type Site } from '../lib/harness.ts';
-import { assertChain, H0, put, writeOriginalApie } from '../lib/events.ts';
+import { allEvents, assertChain, H0, put, writeOriginalApie } from '../lib/events.ts';
 import { CAN_MOUNT, mountOver } from '../lib/disk.ts';
 import { reportFaults } from '../lib/faults.ts';
+import { seeded } from '../lib/random.ts';
 
 const PAGE = 4096;
 let injected = 0;
 let lost = 0;
 
-let idSeq = 0;
-const uuid = () => `00000000-0000-4000-9000-${String(process.pid % 1e6).padStart(6, '0')}${String(++idSeq).padStart(6, '0')}`;
-
-async function allEvents(site: Site): Promise<any[]> {
-  const r = await site.request('GET', '/events', { auth: ALICE });
-  assert.is(r.status, 200, r.text);
-  return r.json();
-}
 
 function verifies(site: Site): void {
   const r = site.cli(['verify']);
@@ -67,7 +60,7 @@ for (const fe of CAN_MOUNT ? FRONT_ENDS : []) {
       }
       disk.fill();
       // Bigger than a page, so it cannot fit in what the log's last page has left.
-      const big = { eventId: uuid(), eventType: 'big', body: 'x'.repeat(3 * PAGE) };
+      const big = { eventId: randomUUID(), eventType: 'big', body: 'x'.repeat(3 * PAGE) };
       injected++;
       isFull(await put(site, big), 'append');
       const blob = Buffer.alloc(64 * 1024, 7);
@@ -136,7 +129,7 @@ for (const fe of CAN_MOUNT ? FRONT_ENDS : []) {
       assert.is(statSync(join(events, 'offsets')).size, 170 * 24);
       assert.is(statSync(join(events, 'log')).size % PAGE, PAGE / 2, 'the log has half a page left');
       disk.fill();
-      const eventId = uuid();
+      const eventId = randomUUID();
       injected++;
       isFull(await put(site, { eventId, eventType: 'small', body: 'first' }), 'append');
       assert.is((await allEvents(site)).length, 170);
@@ -159,7 +152,7 @@ for (const fe of CAN_MOUNT ? FRONT_ENDS : []) {
 // Original-Apie JSON texts for `count` events whose log records end half-way
 // into a page (record = 64 hex + space + length + newline + J + newline).
 function originalFilling(count: number): string[] {
-  const jsons = Array.from({ length: count }, (_, i) => JSON.stringify({ eventId: uuid(), eventType: 'filling', body: i, createdBy: 'old@example.com', createdAt: '2020-01-01T00:00:00.000Z' }));
+  const jsons = Array.from({ length: count }, (_, i) => JSON.stringify({ eventId: randomUUID(), eventType: 'filling', body: i, createdBy: 'old@example.com', createdAt: '2020-01-01T00:00:00.000Z' }));
   const record = (json: string) => 64 + 1 + String(Buffer.byteLength(json)).length + 1 + Buffer.byteLength(json) + 1;
   const total = () => jsons.reduce((sum, j) => sum + record(j), 0);
   const last = JSON.parse(jsons[count - 1]);
@@ -170,13 +163,11 @@ function originalFilling(count: number): string[] {
 
 // Many writers until the disk is full: every 200 is in the log, no 507 is,
 // and once the file system grows, every refused event can be sent again.
-const SEED = Number(process.env.APIE_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const { seed: SEED, random } = seeded();
 for (const fe of CAN_MOUNT ? FRONT_ENDS.filter((f) => f.name !== 'apache') : []) {
   const t = suite(`disk full: concurrent writers via ${fe.name}`);
   t(`should lose no acknowledged append and keep no refused one while the disk fills (APIE_SEED=${SEED})`, async () => {
     console.log(`disk full via ${fe.name}: APIE_SEED=${SEED}`);
-    let seed = SEED;
-    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
     await onTmpfs(fe, 256 * 1024, async (site, disk) => {
       const acked = new Map<string, string>();
       const refused: { eventId: string; event: unknown }[] = [];
@@ -184,7 +175,7 @@ for (const fe of CAN_MOUNT ? FRONT_ENDS.filter((f) => f.name !== 'apache') : [])
       await Promise.all(Array.from({ length: 8 }, async () => {
         while (refused.length < 12 && sent < 2000) {
           sent++;
-          const event = { eventId: uuid(), eventType: 'filling', body: 'y'.repeat(Math.floor(random() * 12_000)) };
+          const event = { eventId: randomUUID(), eventType: 'filling', body: 'y'.repeat(Math.floor(random() * 12_000)) };
           const r = await put(site, event);
           if (r.status === 200) acked.set(event.eventId, r.json().hash);
           else {

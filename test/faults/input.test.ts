@@ -5,6 +5,7 @@
 // Every refusal is a 400 that names what was refused and writes nothing; every
 // stored event answers an identical retry with 200.
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import * as assert from 'uvu/assert';
 import { defaults } from '../../src/config.ts';
 import { appendEvents, verifyLog, type AppendRequest } from '../../src/eventlog.ts';
 import { ALICE, cgiEnv, EXE, FRONT_ENDS, parseCgiOutput, tempDir, type Reply, type Site } from '../lib/harness.ts';
-import { assertChain, JSON_HEADERS, logHead } from '../lib/events.ts';
+import { allEvents, assertChain, JSON_HEADERS, logHead } from '../lib/events.ts';
 import { reportFaults } from '../lib/faults.ts';
 
 // The documented limit: arrays and objects nest at most this deep, the event object included.
@@ -30,8 +31,6 @@ function deepEvent(depth: number, eventId?: string): string {
   return `{${id}"eventType":"deep","body":${'['.repeat(depth - 1)}${']'.repeat(depth - 1)}}`;
 }
 
-let idSeq = 0;
-const uuid = () => `00000000-0000-4000-8000-${(Date.now() % 1e6).toString().padStart(6, '0')}${String(++idSeq).padStart(6, '0')}`;
 
 // Refused values: the raw body text of `body`, and what the 400 must name.
 const REFUSED: [string, string | Buffer, string][] = [
@@ -82,7 +81,7 @@ for (const fe of FRONT_ENDS) {
   });
 
   t(`should store an event nested exactly ${MAX_DEPTH} deep and answer its identical retry with 200`, async ({ site }) => {
-    const eventId = uuid();
+    const eventId = randomUUID();
     const first = await putRaw(site, deepEvent(MAX_DEPTH, eventId));
     assert.is(first.status, 200, first.text);
     const again = await putRaw(site, deepEvent(MAX_DEPTH, eventId));
@@ -117,7 +116,7 @@ for (const fe of FRONT_ENDS) {
       assert.is(r.status, 400, r.text);
       assert.ok(r.json().errorMessage.includes(named), `"${r.json().errorMessage}" names ${named}`);
       // A retry of the same request is refused the same way.
-      const again = await putRaw(site, bodyWith(value, uuid()));
+      const again = await putRaw(site, bodyWith(value, randomUUID()));
       assert.is(again.status, 400, again.text);
       assert.equal(await logHead(site), before);
     });
@@ -134,7 +133,7 @@ for (const fe of FRONT_ENDS) {
 
   t('should keep every value that survives re-encoding and answer each identical retry with 200', async ({ site }) => {
     for (const [what, value, expected] of KEPT) {
-      const eventId = uuid();
+      const eventId = randomUUID();
       const first = await putRaw(site, bodyWith(value, eventId));
       assert.is(first.status, 200, `${what}: ${first.text}`);
       assert.equal(first.json().body, expected, what);
@@ -142,8 +141,7 @@ for (const fe of FRONT_ENDS) {
       assert.is(again.status, 200, `${what} retried: ${again.text}`);
       assert.is(again.json().hash, first.json().hash, what);
     }
-    const all = await site.request('GET', '/events', { auth: ALICE });
-    assertChain(all.json());
+    assertChain(await allEvents(site));
   });
 
   t('should still refuse a body that is not JSON at all, or is empty', async ({ site }) => {
@@ -180,7 +178,7 @@ const server = FRONT_ENDS.find((f) => f.name === 'server')!;
         answered.push(r.json().hash);
       }
     }
-    const all = (await site.request('GET', '/events', { auth: ALICE })).json();
+    const all = await allEvents(site);
     assertChain(all);
     const stored = new Set(all.map((e: any) => e.hash));
     const lost = answered.filter((h) => !stored.has(h)).length;
@@ -205,7 +203,7 @@ const server = FRONT_ENDS.find((f) => f.name === 'server')!;
       cyclic.self = cyclic;
       const hostile = [10n, cyclic];
       const requests: AppendRequest[] = Array.from({ length: 12 }, (_, i) => ({
-        event: { eventId: uuid(), eventType: 'batch', body: i % 6 === 3 ? hostile[i % 2] : { i }, createdBy: 'unit', createdAt: '2026-01-01T00:00:00.000Z' },
+        event: { eventId: randomUUID(), eventType: 'batch', body: i % 6 === 3 ? hostile[i % 2] : { i }, createdBy: 'unit', createdAt: '2026-01-01T00:00:00.000Z' },
       }));
       const results = await appendEvents(dir, defaults, requests);
       injected += 2;
