@@ -78,6 +78,7 @@ t('should keep values that re-encode to themselves, whatever their spelling', ()
 // ---- randomised against JSON.parse ------------------------------------------
 
 const { seed: SEED, random } = seeded();
+// Only this file's one randomised test draws from it.
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];
 
 const NUMBERS = ['0', '-0', '1', '-1', '1.5', '0.1', '1e2', '1E-2', '1e999', '-1e-999', '12345678901234567890', '9007199254740993', '0.30000000000000004', '0.3000000000000000444', '00', '01', '1.', '.5', '+1', '1e', '1e+', '-', '2.50', '123456789012345', '1e-7', '4.9e-324', '2e-324'];
