@@ -13,7 +13,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
-import { writeFileAtomic } from './fsutil.ts';
+import { whenFull, writeFileAtomic } from './fsutil.ts';
 import { withLock } from './lock.ts';
 import { SafeDir, linkFound } from './nofollow.ts';
 
@@ -134,6 +134,8 @@ export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncI
     const result = await withLock(blobsDir(dataDir), config, () => commit(storage!, config, tmp!, temp, hash, synced, opts));
     committed = result.created;
     return { ...result, size };
+  } catch (err) {
+    throw whenFull(err);
   } finally {
     if (!committed && tmp) unlinkIfThere(tmp, temp);
     tmp?.close();
@@ -208,9 +210,15 @@ function commit(storage: SafeDir, config: StoreConfig, tmp: SafeDir, temp: strin
         closeSync(fd);
       }
       renameSync(tmp.path(temp), fan.path(hash));
-      fan.fsync();
       const info = { name: opts.name, contentType: opts.contentType };
-      writeFileAtomic(fan.path(metaName(hash)), JSON.stringify(info), config.fileMode);
+      try {
+        fan.fsync();
+        writeFileAtomic(fan.path(metaName(hash)), JSON.stringify(info), config.fileMode);
+      } catch (err) {
+        // Without its metadata the blob is invisible: take the bytes back too (a full disk answers 507).
+        unlinkIfThere(fan, hash);
+        throw err;
+      }
       return { hash, ...info, created: true };
     } finally {
       fan.close();

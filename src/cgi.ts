@@ -23,7 +23,7 @@ export function requestFromEnv(env: NodeJS.ProcessEnv): ApieRequest {
   if (auth) headers.authorization = auth;
   const https = env.HTTPS === 'on' || env.HTTPS === '1' || env.REQUEST_SCHEME === 'https';
   const host = env.HTTP_HOST || `${env.SERVER_NAME ?? 'localhost'}:${env.SERVER_PORT ?? '80'}`;
-  const length = env.CONTENT_LENGTH ? Number(env.CONTENT_LENGTH) : undefined;
+  const length = contentLength(env.CONTENT_LENGTH);
   return {
     method: (env.REQUEST_METHOD || 'GET').toUpperCase(),
     path: env.PATH_INFO || '/',
@@ -32,6 +32,18 @@ export function requestFromEnv(env: NodeJS.ProcessEnv): ApieRequest {
     body: readStdin(length),
     baseUrl: `${https ? 'https' : 'http'}://${host}${env.SCRIPT_NAME ?? ''}`,
   };
+}
+
+// RFC 3875 4.1.2: CONTENT_LENGTH is "" or digits. Empty means no body; unset
+// means the web server did not say (a chunked upload): read to EOF. Anything
+// else is refused, never guessed at: "1.5" once made the read loop spin forever.
+function contentLength(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (value === '') return 0;
+  if (!/^[0-9]+$/.test(value)) throw new ApieError('bad-request', `Content-Length must be a whole number of bytes, not ${JSON.stringify(value.slice(0, 40))}`);
+  const length = Number(value);
+  if (!Number.isSafeInteger(length)) throw new ApieError('too-large', `Content-Length ${value.slice(0, 40)} is more than Apie accepts`);
+  return length;
 }
 
 // Reads exactly CONTENT_LENGTH bytes (or to EOF when none was given); a body
@@ -129,16 +141,17 @@ export async function writeResponse(res: ApieResponse): Promise<void> {
 
 /** Serves the one request this process was started for. */
 export async function runCgi(): Promise<void> {
-  const req = requestFromEnv(process.env);
+  let req: ApieRequest | undefined;
   let ctx: Context | undefined;
-  let res: ApieResponse;
+  let res: ApieResponse | undefined;
   try {
+    req = requestFromEnv(process.env);
     ctx = createContext(requireDataDir());
   } catch (err) {
     // A broken apie.json is the operator's problem; say which key, nothing more.
     res = errorResponse(err instanceof ConfigError ? new ApieError('misconfigured', err.message) : err);
   }
-  res ??= await handle(req, ctx!);
+  res ??= await handle(req!, ctx!);
   try {
     await writeResponse(res);
   } catch (err) {

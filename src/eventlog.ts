@@ -8,7 +8,7 @@ import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, fchmodSy
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from './config.ts';
-import { ensureDir, narrowedMode } from './fsutil.ts';
+import { ensureDir, narrowedMode, whenFull } from './fsutil.ts';
 import { SafeDir } from './nofollow.ts';
 import {
   ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, encodeEntries, hashKey, idKey, insertSlots, readEntries, readFully,
@@ -39,7 +39,9 @@ export interface AppendRequest {
 export type AppendResult =
   | { outcome: 'appended' | 'existing'; event: StoredEvent }
   | { outcome: 'conflict'; message: string }
-  | { outcome: 'precondition-failed'; message: string; lastHash: string };
+  | { outcome: 'precondition-failed'; message: string; lastHash: string }
+  /** This request alone failed (the others of its batch are decided on their own). */
+  | { outcome: 'failed'; error: unknown };
 
 type Hasher = (prev: string, json: Buffer) => string;
 
@@ -125,8 +127,10 @@ class LogWriter extends LogReader {
   }
 
   private rebuild(room: number): void {
+    // The new table first: when it cannot be made (a full disk), the old one stays open and in use.
+    const fd = rebuildTable(this.events!.path('table'), readEntries(this.offsetsFd!, 1, this.n), room, this.mode);
     if (this.tableFd !== undefined) closeSync(this.tableFd);
-    this.tableFd = rebuildTable(this.events!.path('table'), readEntries(this.offsetsFd!, 1, this.n), room, this.mode);
+    this.tableFd = fd;
     this.table = tableInfo(this.tableFd);
   }
 
@@ -136,6 +140,25 @@ class LogWriter extends LogReader {
    * their offsets entries (the commit point), fdatasync.
    */
   private commit(records: { hash: string; json: Buffer }[], at: number, bytes: Buffer): void {
+    try {
+      this.write(records, at, bytes);
+    } catch (err) {
+      // A record synced past the committed end would be committed by the next
+      // reconcile: take back what this commit wrote, so a failed append (a full
+      // disk answers 507) never surfaces later.
+      if (bytes.length) this.takeBack(at);
+      throw err;
+    }
+  }
+
+  private takeBack(at: number): void {
+    ftruncateSync(this.offsetsFd!, this.n * ENTRY_SIZE);
+    ftruncateSync(this.logFd!, at);
+    fdatasyncSync(this.logFd!);
+    fdatasyncSync(this.offsetsFd!);
+  }
+
+  private write(records: { hash: string; json: Buffer }[], at: number, bytes: Buffer): void {
     if (bytes.length) writeFully(this.logFd!, bytes, at);
     fdatasyncSync(this.logFd!);
     const entries: Entry[] = [];
@@ -165,30 +188,35 @@ class LogWriter extends LogReader {
     const pendingIds = new Map<string, { seq: number; event: NewEvent; hash: string; json: Buffer }>();
     let last = this.last;
     for (const { event, ifMatch } of requests) {
-      const earlier = pendingIds.get(event.eventId);
-      const seq = earlier ? undefined : this.seqOfEventId(event.eventId);
-      if (earlier || seq !== undefined) {
-        const stored = earlier ?? this.read(seq!);
-        const parsed = earlier ? earlier.event : JSON.parse(stored.json.toString('utf8'));
-        const same = parsed.eventType === event.eventType && isDeepStrictEqual(parsed.body, event.body);
-        results.push(same
-          ? { outcome: 'existing', event: { seq: stored.seq, hash: stored.hash, json: stored.json } }
-          : { outcome: 'conflict', message: `eventId ${event.eventId} is already in the log with other content` });
-        continue;
+      // Whatever one request throws is its own answer: it must not fail the others of the group.
+      try {
+        const earlier = pendingIds.get(event.eventId);
+        const seq = earlier ? undefined : this.seqOfEventId(event.eventId);
+        if (earlier || seq !== undefined) {
+          const stored = earlier ?? this.read(seq!);
+          const parsed = earlier ? earlier.event : JSON.parse(stored.json.toString('utf8'));
+          const same = parsed.eventType === event.eventType && isDeepStrictEqual(parsed.body, event.body);
+          results.push(same
+            ? { outcome: 'existing', event: { seq: stored.seq, hash: stored.hash, json: stored.json } }
+            : { outcome: 'conflict', message: `eventId ${event.eventId} is already in the log with other content` });
+          continue;
+        }
+        if (ifMatch && !ifMatch.includes('*') && !ifMatch.includes(last)) {
+          results.push({ outcome: 'precondition-failed', message: `the log's last hash is ${last}, not the one in If-Match`, lastHash: last });
+          continue;
+        }
+        const json = Buffer.from(JSON.stringify({
+          eventId: event.eventId, eventType: event.eventType, body: event.body, createdBy: event.createdBy, createdAt: event.createdAt,
+        }));
+        const hash = this.sha(last, json);
+        const stored = { seq: this.n + batch.length + 1, hash, json };
+        batch.push({ hash, json });
+        pendingIds.set(event.eventId, { ...stored, event });
+        results.push({ outcome: 'appended', event: stored });
+        last = hash;
+      } catch (error) {
+        results.push({ outcome: 'failed', error });
       }
-      if (ifMatch && !ifMatch.includes('*') && !ifMatch.includes(last)) {
-        results.push({ outcome: 'precondition-failed', message: `the log's last hash is ${last}, not the one in If-Match`, lastHash: last });
-        continue;
-      }
-      const json = Buffer.from(JSON.stringify({
-        eventId: event.eventId, eventType: event.eventType, body: event.body, createdBy: event.createdBy, createdAt: event.createdAt,
-      }));
-      const hash = this.sha(last, json);
-      const stored = { seq: this.n + batch.length + 1, hash, json };
-      batch.push({ hash, json });
-      pendingIds.set(event.eventId, { ...stored, event });
-      results.push({ outcome: 'appended', event: stored });
-      last = hash;
     }
     if (batch.length) this.commit(batch, this.end, Buffer.concat(batch.map((r) => encodeRecord(r.hash, r.json))));
     return results;
@@ -278,16 +306,21 @@ async function withWriter<T>(dataDir: string, config: Config, fn: (w: LogWriter)
   } finally {
     root.close();
   }
-  return withLock(join(eventsDir(dataDir), 'log'), config, () => {
-    createFiles(dataDir, config.fileMode);
-    const writer = new LogWriter(dataDir, config, sha);
-    try {
-      writer.reconcile();
-      return fn(writer);
-    } finally {
-      writer.close();
-    }
-  });
+  try {
+    return await withLock(join(eventsDir(dataDir), 'log'), config, () => {
+      createFiles(dataDir, config.fileMode);
+      const writer = new LogWriter(dataDir, config, sha);
+      try {
+        writer.reconcile();
+        return fn(writer);
+      } finally {
+        writer.close();
+      }
+    });
+  } catch (err) {
+    // commit() has taken back what it wrote.
+    throw whenFull(err);
+  }
 }
 
 /** Appends a batch of events under one lock with one fdatasync per file; one result per request. */

@@ -1,6 +1,7 @@
 // Durable file primitives: atomic replace, fsync of files and directories.
 import { chmodSync, chownSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
+import { ApieError } from './errors.ts';
 
 /** fsyncs a file, or a directory so a file created or renamed in it survives power loss. */
 export function fsyncPath(path: string): void {
@@ -36,23 +37,26 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${++tmpCounter}.${Date.now()}.tmp`);
   const fd = openSync(tmp, 'wx', mode);
   try {
-    const buf = typeof data === 'string' ? Buffer.from(data) : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
+    try {
+      const buf = typeof data === 'string' ? Buffer.from(data) : data;
+      let off = 0;
+      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    chmodSync(tmp, mode);
+    if (process.getuid?.() === 0) {
+      // lstat: the entry being replaced (a link planted there is replaced, not followed).
+      const owner = lstatSync(file, { throwIfNoEntry: false }) ?? statSync(dirname(file));
+      chownSync(tmp, owner.uid, owner.gid);
+    }
+    renameSync(tmp, file);
   } catch (err) {
-    closeSync(fd);
+    // Whatever failed (a full disk among others), the old file is untouched and nothing is left behind.
     rmSync(tmp, { force: true });
     throw err;
   }
-  closeSync(fd);
-  chmodSync(tmp, mode);
-  if (process.getuid?.() === 0) {
-    // lstat: the entry being replaced (a link planted there is replaced, not followed).
-    const owner = lstatSync(file, { throwIfNoEntry: false }) ?? statSync(dirname(file));
-    chownSync(tmp, owner.uid, owner.gid);
-  }
-  renameSync(tmp, file);
   fsyncPath(dirname(file));
 }
 
@@ -83,4 +87,15 @@ export function narrowedMode(stats: Stats, mode: number): number {
 /** The mode to give a directory just created: exactly `mode`, keeping a setgid bit it inherited. */
 export function createdDirMode(stats: Stats, mode: number): number {
   return mode | (stats.mode & SETGID);
+}
+
+/**
+ * A full disk (ENOSPC) or an exhausted quota (EDQUOT) as the ApieError that
+ * says so (507); any other error as it is. For callers that have already
+ * undone what the failed write began: `catch (err) { throw whenFull(err); }`.
+ */
+export function whenFull(err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
+  return new ApieError('insufficient-storage', code === 'EDQUOT' ? 'the disk quota is exhausted: nothing was written' : 'the disk is full: nothing was written', { cause: err });
 }

@@ -1,6 +1,7 @@
 // HTTP helpers that know nothing of storage: JSON responses, bodies, ETags,
 // ranges, Content-Disposition and CORS.
 import { httpError } from './errors.ts';
+import { parseStrictJson } from './strictjson.ts';
 import type { ApieRequest, ApieResponse } from './types.ts';
 
 /** A JSON response. */
@@ -22,14 +23,9 @@ export async function readBody(req: ApieRequest, limit: number): Promise<Buffer>
   return Buffer.concat(chunks, size);
 }
 
-/** Parses a JSON request body, answering 400 when it is not JSON. */
+/** Parses a JSON request body strictly (strictjson.ts), answering 400 when it is not JSON Apie can keep as sent. */
 export async function readJson(req: ApieRequest, limit: number): Promise<unknown> {
-  const text = (await readBody(req, limit)).toString('utf8');
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw httpError(400, 'request body is not valid JSON');
-  }
+  return parseStrictJson(await readBody(req, limit));
 }
 
 export const HASH_RE = /^[0-9a-f]{64}$/;

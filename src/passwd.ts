@@ -26,10 +26,12 @@ export function hashCost(hash: string): number {
 function validHash(hash: string): boolean {
   return BCRYPT_RE.test(hash) && hashCost(hash) >= 4 && hashCost(hash) <= 31;
 }
+/** The longest user name, in UTF-16 code units (a JavaScript string's length). */
+export const MAX_NAME_LENGTH = 256;
 
 /** Whether a user name may be stored in passwd. */
 export function validName(name: string): boolean {
-  return name.length > 0 && name.length <= 256 && !/[:\x00-\x1f\x7f]/.test(name);
+  return name.length > 0 && name.length <= MAX_NAME_LENGTH && !/[:\x00-\x1f\x7f]/.test(name);
 }
 
 /** Whether an info text may be stored in passwd (it ends its line, so no line breaks). */
@@ -132,7 +134,8 @@ export function formatPasswd(users: Iterable<User>): string {
  */
 export async function updatePasswd<T>(dataDir: string, config: Config, edit: (users: Map<string, User>) => T): Promise<T> {
   const file = passwdPath(dataDir);
-  const [{ withLock }, { writeFileAtomic }] = await Promise.all([import('./lock.ts'), import('./fsutil.ts')]);
+  const [{ withLock }, { whenFull, writeFileAtomic }] = await Promise.all([import('./lock.ts'), import('./fsutil.ts')]);
+  // writeFileAtomic leaves the file as it was when it fails.
   return withLock(file, config, () => {
     const lines = readText(dataDir).split('\n').map(parseLine);
     const { users } = collect(lines);
@@ -157,6 +160,8 @@ export async function updatePasswd<T>(dataDir: string, config: Config, edit: (us
     if (text !== '' && !text.endsWith('\n')) text += '\n';
     writeFileAtomic(file, text, modeOf(file, config.fileMode & 0o770));
     return result;
+  }).catch((err) => {
+    throw whenFull(err);
   });
 }
 

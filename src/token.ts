@@ -5,13 +5,17 @@
 // checking one is a file read and an HMAC: no bcrypt, no lock.
 import { linkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from './fsutil.ts';
+import { ApieError } from './errors.ts';
+import { whenFull, writeFileAtomic } from './fsutil.ts';
 import { SafeDir, readFileNoFollow } from './nofollow.ts';
+import { MAX_NAME_LENGTH } from './passwd.ts';
 import { constantTimeEqual, hmacSha256 } from './sha256.ts';
 import type { User } from './types.ts';
 
 const SECRET_FILE = 'token-secret';
-const TOKEN_RE = /^([A-Za-z0-9_-]{1,400})\.(\d{1,12})\.([A-Za-z0-9_-]{43})$/;
+// The name part holds any name passwd accepts: at most 3 UTF-8 bytes per
+// UTF-16 code unit, and 4 base64url characters per 3 bytes.
+const TOKEN_RE = new RegExp(`^([A-Za-z0-9_-]{1,${MAX_NAME_LENGTH * 4}})\\.(\\d{1,12})\\.([A-Za-z0-9_-]{43})$`);
 
 function secretPath(dataDir: string): string {
   return join(dataDir, SECRET_FILE);
@@ -90,8 +94,18 @@ function sign(secret: Buffer, payload: string, hash: string): Buffer {
 export function createToken(dataDir: string, user: User, ttlSeconds: number): { token: string; expiresAt: string } {
   const expires = Math.floor(Date.now() / 1000) + ttlSeconds;
   const payload = `${Buffer.from(user.name).toString('base64url')}.${expires}`;
-  const signature = sign(ensureSecret(dataDir), payload, user.hash).toString('base64url');
-  return { token: `${payload}.${signature}`, expiresAt: new Date(expires * 1000).toISOString() };
+  let secret: Buffer;
+  try {
+    secret = ensureSecret(dataDir);
+  } catch (err) {
+    // A secret that could not be made leaves nothing behind (writeFileAtomic, then link).
+    throw whenFull(err);
+  }
+  const signature = sign(secret, payload, user.hash).toString('base64url');
+  const token = `${payload}.${signature}`;
+  // Never hand out a token that verifyToken would not read.
+  if (!TOKEN_RE.test(token)) throw new ApieError('internal', `no token can be issued for the user name ${JSON.stringify(user.name.slice(0, 40))}`);
+  return { token, expiresAt: new Date(expires * 1000).toISOString() };
 }
 
 /** The user a token speaks for (looked up by name, now), or null when it is not valid. */

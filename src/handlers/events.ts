@@ -183,6 +183,7 @@ export async function appendEvent(req: ApieRequest, ctx: Context): Promise<ApieR
     createdAt: new Date().toISOString(),
   };
   const result = await storeOf(ctx).append({ event, ifMatch }).catch(damaged);
+  if (result.outcome === 'failed') damaged(result.error);
   if (result.outcome === 'conflict') throw httpError(409, result.message);
   // The current last hash comes with a 412, so a client can retry without a HEAD.
   if (result.outcome === 'precondition-failed') throw httpError(412, result.message, hashHeaders(result.lastHash));

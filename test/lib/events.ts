@@ -30,6 +30,13 @@ export function put(site: Site, event: unknown, headers: Record<string, string> 
   return site.request('PUT', '/events', { auth: ALICE, headers: { ...JSON_HEADERS, ...headers }, body: typeof event === 'string' ? event : JSON.stringify(event) });
 }
 
+/** GET /events: the whole log, asserting a 200. */
+export async function allEvents(site: Site): Promise<any[]> {
+  const r = await site.request('GET', '/events', { auth: ALICE });
+  assert.is(r.status, 200, r.text);
+  return r.json();
+}
+
 /** HEAD /events: the count and last hash (H0 when empty). */
 export async function logHead(site: Site): Promise<{ count: number; hash: string }> {
   const r = await site.request('HEAD', '/events', { auth: ALICE });
