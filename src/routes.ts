@@ -7,16 +7,20 @@ type Load = () => Promise<Handler>;
 interface Route {
   pattern: RegExp;
   methods: Record<string, Load>;
+  /** Answered without credentials: the client's code is no secret. */
+  public?: boolean;
 }
 
 const root = () => import('./handlers/root.ts');
 const user = () => import('./handlers/user.ts');
 const events = () => import('./handlers/events.ts');
 const storage = () => import('./handlers/storage.ts');
+const client = () => import('./handlers/client.ts');
 
 const routes: Route[] = [
   { pattern: /^\/$/, methods: { GET: async () => (await root()).getRoot } },
   { pattern: /^\/info$/, methods: { GET: async () => (await root()).getInfo } },
+  { pattern: /^\/client\.(?:js|d\.ts)$/, public: true, methods: { GET: async () => (await client()).getClientFile } },
   { pattern: /^\/auth\/token$/, methods: { POST: async () => (await user()).postToken } },
   { pattern: /^\/user\/update$/, methods: { POST: async () => (await user()).postUpdate } },
   {
@@ -44,6 +48,7 @@ const routes: Route[] = [
 export interface Match {
   load: Load;
   params: string[];
+  public: boolean;
 }
 
 /** The Allow header value for a path, or null when no route has that path. */
@@ -67,7 +72,7 @@ export function route(method: string, path: string): Match {
   const lookup = method === 'HEAD' ? 'GET' : method;
   for (const r of routes) {
     const m = r.pattern.exec(path);
-    if (m && Object.hasOwn(r.methods, lookup)) return { load: r.methods[lookup], params: m.slice(1) };
+    if (m && Object.hasOwn(r.methods, lookup)) return { load: r.methods[lookup], params: m.slice(1), public: r.public === true };
   }
   const allow = allowed(path);
   if (allow === null) throw httpError(404, `no such path: ${path}`);
