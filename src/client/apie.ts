@@ -139,7 +139,8 @@ export class Apie {
     const sum = await digest(bytes);
     const hash = hex(sum);
     const head = await this.transport.request('HEAD', `/storage/${hash}`);
-    if (head.ok) return { hash, size: Number(head.headers.get('content-length')), url: `${this.transport.base}/storage/${hash}` };
+    // Same hash, same bytes: the size is ours to tell (a proxy may drop a HEAD's Content-Length).
+    if (head.ok) return { hash, size: bytes.length, url: `${this.transport.base}/storage/${hash}` };
     if (head.status !== 404) await expectOk(head);
     const name = opts.name ?? (blob as File | undefined)?.name ?? '';
     const res = await this.transport.request('PUT', `/storage/${encodeURIComponent(name)}`, {
