@@ -12,25 +12,6 @@ const PAGE = 1000;
 const SILENCE_MS = 40_000;
 const MAX_BACKOFF_MS = 30_000;
 
-/**
- * Resolves after `ms`, when the browser comes back online, or when `signal`
- * aborts, whichever is first. `unref`: a retry timer alone keeps no Node process alive.
- */
-export function pause(ms: number, signal?: AbortSignal, unref = false): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      (globalThis as Partial<EventTarget>).removeEventListener?.('online', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    if (unref) (timer as { unref?: () => void }).unref?.();
-    signal?.addEventListener('abort', done);
-    (globalThis as Partial<EventTarget>).addEventListener?.('online', done);
-  });
-}
-
 export interface FollowHooks {
   /** Events in log order, each right after the previous one (the first right after `after`). */
   onEvents(events: StoredEvent[]): void;
@@ -113,7 +94,8 @@ export function follow(transport: Transport, stream: string, after: string, hook
           return;
         }
         backoff = Math.min(MAX_BACKOFF_MS, backoff ? backoff * 2 : 500);
-        await pause(backoff, stop.signal);
+        // A subscriber waits for the server the way an open connection would: keeping Node alive.
+        await transport.pause(backoff, stop.signal, true);
       }
     }
   })();

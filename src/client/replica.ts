@@ -17,7 +17,7 @@
 //   before append() returns: a reload or crash loses nothing that was queued.
 import { eventsPath, ApieClientError, expectOk, isTransient, type Transport } from './transport.ts';
 import { EMPTY_HASH, follows } from './chain.ts';
-import { follow, pause } from './live.ts';
+import { follow } from './live.ts';
 import type { PendingEvent, Reducer, ReplicaRecord, ClientStorage, StoredEvent, SyncResult, ViewSnapshot } from './types.ts';
 
 const PAGE = 1000;
@@ -288,7 +288,7 @@ export class Replica {
               return;
             }
             backoff = Math.min(MAX_BACKOFF_MS, backoff ? backoff * 2 : 1000);
-            await pause(backoff, this.closing.signal, true);
+            await this.transport.pause(backoff, this.closing.signal);
           }
         }
       } while (this.kickAgain);
@@ -352,7 +352,7 @@ export class Replica {
       } catch (err) {
         if (this.closing.signal.aborted || !isTransient(err)) throw err;
         backoff = Math.min(MAX_BACKOFF_MS, backoff ? backoff * 2 : 1000);
-        await pause(backoff, this.closing.signal, true);
+        await this.transport.pause(backoff, this.closing.signal);
       }
     }
   }
@@ -373,7 +373,7 @@ export class Replica {
           if (this.closing.signal.aborted) return;
           if (!isTransient(err)) this.onError(err as Error);
           backoff = Math.min(MAX_BACKOFF_MS, backoff ? backoff * 2 : 1000);
-          await pause(backoff, this.closing.signal, true);
+          await this.transport.pause(backoff, this.closing.signal);
         }
       }
       if (live.stopped) return;

@@ -45,6 +45,8 @@ export class Transport {
   private token?: string;
   private renewAt = Infinity;
   private pendingLogin?: Promise<{ token: string; expiresAt: string }>;
+  private unreachable = false;
+  private readonly waiting = new Set<() => void>();
 
   constructor(opts: ApieOptions) {
     this.base = opts.url.replace(/\/+$/, '');
@@ -97,11 +99,41 @@ export class Transport {
     const signals = [init.signal, ms ? AbortSignal.timeout(ms) : undefined].filter((s): s is AbortSignal => s !== undefined);
     const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
     try {
-      return await this.fetch(url, { method, headers: init.headers, body: init.body as RequestInit['body'], signal });
+      const res = await this.fetch(url, { method, headers: init.headers, body: init.body as RequestInit['body'], signal });
+      if (this.unreachable) {
+        // Back: whatever waits to retry may go now.
+        this.unreachable = false;
+        for (const wake of [...this.waiting]) wake();
+      }
+      return res;
     } catch (err) {
       if (init.signal?.aborted) throw err;
+      this.unreachable = true;
       throw new ApieClientError(0, `no answer from ${url}: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /**
+   * A backoff: resolves after `ms`, or as soon as the Apie answers again (any
+   * request of this client) or the browser says it is back online, or on abort.
+   * Unless `keepAlive`, its timer alone keeps no Node process alive.
+   */
+  pause(ms: number, signal?: AbortSignal, keepAlive = false): Promise<void> {
+    return new Promise((resolve) => {
+      const events = globalThis as Partial<EventTarget>;
+      const done = () => {
+        clearTimeout(timer);
+        this.waiting.delete(done);
+        signal?.removeEventListener('abort', done);
+        events.removeEventListener?.('online', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      if (!keepAlive) (timer as { unref?: () => void }).unref?.();
+      this.waiting.add(done);
+      signal?.addEventListener('abort', done);
+      events.addEventListener?.('online', done);
+    });
   }
 }
 
