@@ -51,18 +51,16 @@ export class Apie {
     return r;
   }
 
-  // Batches (a JSON array appended at once) came with streams: detected, not assumed.
+  // Batches (a JSON array appended at once) came with streams: detected, not
+  // assumed. Asked once the server has answered something else, so a failure
+  // here is a refusal (a CORS preflight of an unknown path fails like no answer).
   private supportsBatches(): Promise<boolean> {
     this.batches ??= this.transport.request('GET', '/streams').then(
       async (res) => {
         await res.body?.cancel();
-        if (res.status >= 500) this.batches = undefined;
         return res.ok;
       },
-      () => {
-        this.batches = undefined;
-        return false;
-      },
+      () => false,
     );
     return this.batches;
   }

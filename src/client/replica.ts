@@ -219,21 +219,26 @@ export class Replica {
     await this.load();
     const result = { pushed: 0, pulled: 0, head: this.head };
     let singles = 0;
+    let answered = false;
     while (this.pending.length) {
-      const batch = singles === 0 && this.pending.length > 1 && (await this.batches()) ? this.pending.slice(0, BATCH) : this.pending.slice(0, 1);
+      // Whether the server takes batches is asked only once it has answered:
+      // the question must not fail for being offline.
+      const batched = answered && singles === 0 && this.pending.length > 1 && (await this.batches());
+      const batch = this.pending.slice(0, batched ? BATCH : 1);
       singles = Math.max(0, singles - 1);
       const head = this.head;
       const res = await this.transport.request('POST', this.path, {
         headers: { 'Content-Type': 'application/json', 'If-Match': `"${head}"` },
-        body: JSON.stringify(batch.length === 1 ? batch[0] : batch),
+        body: JSON.stringify(batched ? batch : batch[0]),
         signal: this.closing.signal,
       });
+      answered = true;
       if (res.status === 412) {
         await res.body?.cancel();
         result.pulled += await this.pull();
         continue;
       }
-      if (!res.ok && batch.length > 1) {
+      if (!res.ok && batched) {
         // Which event is to blame is for single pushes to find out.
         await res.body?.cancel();
         singles = batch.length;

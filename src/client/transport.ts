@@ -99,7 +99,10 @@ export class Transport {
     const signals = [init.signal, ms ? AbortSignal.timeout(ms) : undefined].filter((s): s is AbortSignal => s !== undefined);
     const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
     try {
-      const res = await this.fetch(url, { method, headers: init.headers, body: init.body as RequestInit['body'], signal });
+      // Credentials go in our own Authorization header. 'omit' also keeps a
+      // browser from answering a 401 with its own login dialog (Fetch: no
+      // prompt unless credentials are included).
+      const res = await this.fetch(url, { method, headers: init.headers, body: init.body as RequestInit['body'], signal, credentials: 'omit' });
       if (this.unreachable) {
         // Back: whatever waits to retry may go now.
         this.unreachable = false;
