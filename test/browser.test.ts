@@ -204,8 +204,12 @@ for (const deploy of existsSync(CHROMIUM) ? deployments : []) {
   const context = async (ctx: { browser: Browser; contexts: BrowserContext[] }, opts: Parameters<Browser['newContext']>[0] = {}) => {
     const c = await ctx.browser.newContext({ viewport: { width: 560, height: 640 }, ...opts });
     c.setDefaultTimeout(20_000);
-    // What the page says goes to the test's output: a failure then explains itself.
-    c.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.log(`browser ${m.type()}: ${m.text()}`); });
+    // What the page says goes to the test's output, so a failure explains
+    // itself; failed requests are what going offline is about, not news.
+    const expected = /^Failed to load resource|^Access to fetch at .*\/streams'|^Service Worker registration blocked/;
+    c.on('console', (m) => {
+      if ((m.type() === 'error' || m.type() === 'warning') && !expected.test(m.text())) console.log(`browser ${m.type()}: ${m.text()}`);
+    });
     c.on('weberror', (e) => console.log(`browser error: ${e.error().message}`));
     ctx.contexts.push(c);
     return c;
