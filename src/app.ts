@@ -20,7 +20,10 @@ export async function handle(req: ApieRequest, ctx: Context): Promise<ApieRespon
   } catch (err) {
     res = errorResponse(err);
   }
+  // Both may vary the answer (Accept-Encoding, Origin): caches must know of each.
+  const vary = [res.headers.Vary, cors.Vary].filter((v) => v !== undefined).join(', ');
   Object.assign(res.headers, cors);
+  if (vary) res.headers.Vary = vary;
   // The last guard: whatever a header was built from, none goes out that
   // could end the header block early (CGI writes them as text).
   const unsafe = unsafeHeader(res.headers);
@@ -48,7 +51,7 @@ async function dispatch(req: ApieRequest, ctx: Context, cors: Record<string, str
     routeError = err;
   }
   // Authenticate before revealing anything about paths, even that they are unknown.
-  ctx.user = await authenticate(req, ctx);
+  if (!match?.public) ctx.user = await authenticate(req, ctx);
   if (!match) throw routeError;
   const handler = await match.load();
   return handler(req, ctx, match.params);

@@ -7,16 +7,20 @@ type Load = () => Promise<Handler>;
 interface Route {
   pattern: RegExp;
   methods: Record<string, Load>;
+  /** Answered without credentials: the client's code is no secret. */
+  public?: boolean;
 }
 
 const root = () => import('./handlers/root.ts');
 const user = () => import('./handlers/user.ts');
 const events = () => import('./handlers/events.ts');
 const storage = () => import('./handlers/storage.ts');
+const client = () => import('./handlers/client.ts');
 
 const routes: Route[] = [
   { pattern: /^\/$/, methods: { GET: async () => (await root()).getRoot } },
   { pattern: /^\/info$/, methods: { GET: async () => (await root()).getInfo } },
+  { pattern: /^\/client\.(?:js|d\.ts)$/, public: true, methods: { GET: async () => (await client()).getClientFile } },
   { pattern: /^\/auth\/token$/, methods: { POST: async () => (await user()).postToken } },
   { pattern: /^\/user\/update$/, methods: { POST: async () => (await user()).postUpdate } },
   {
@@ -44,6 +48,7 @@ const routes: Route[] = [
 export interface Match {
   load: Load;
   params: string[];
+  public: boolean;
 }
 
 // The first route whose pattern matches owns the path: /events/verify is
@@ -74,7 +79,7 @@ export function route(method: string, path: string): Match {
   const lookup = method === 'HEAD' ? 'GET' : method;
   const found = owner(path);
   if (!found) throw new ApieError('not-found', `no such path: ${path}`);
-  if (Object.hasOwn(found.route.methods, lookup)) return { load: found.route.methods[lookup], params: found.params };
+  if (Object.hasOwn(found.route.methods, lookup)) return { load: found.route.methods[lookup], params: found.params, public: found.route.public === true };
   const allow = allowed(path)!;
   throw new ApieError('method-not-allowed', `${method} is not allowed here; allowed: ${allow}`, { headers: { Allow: allow } });
 }

@@ -1,13 +1,12 @@
 // The event stream over HTTP: checks input, maps the query and conditional
 // headers onto the event log, and sends stored events with their hash.
-import { httpError } from '../errors.ts';
+import { ApieError, httpError } from '../errors.ts';
+import { eventInputProblem } from '../eventinput.ts';
 import { EMPTY_HASH, LogCorrupt, LogReader, verifyLog, type StoredEvent } from '../eventlog.ts';
 import { directStore, type EventStore } from '../eventstore.ts';
 import { hashHeaders, json, noneMatch, notModified, parseEtags, parseHash, readJson } from '../http.ts';
 import type { ApieRequest, ApieResponse, Context } from '../types.ts';
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const FIELDS = new Set(['eventType', 'body', 'eventId']);
 const PARAMS = ['from', 'after', 'to', 'limit', 'wait'] as const;
 // Events per read of the log when streaming a long answer.
 const BATCH = 2000;
@@ -154,17 +153,9 @@ interface EventInput {
 
 /** Checks a request body against the event shape; 400 names the first problem. */
 export function parseEventInput(value: unknown): EventInput {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw httpError(400, 'the event must be a JSON object');
-  for (const key of Object.keys(value)) {
-    if (!FIELDS.has(key)) throw httpError(400, `unknown field "${key}": an event has eventType, body and optionally eventId`);
-  }
-  const { eventType, body, eventId } = value as Record<string, unknown>;
-  if (eventType === undefined) throw httpError(400, 'eventType is missing');
-  if (typeof eventType !== 'string') throw httpError(400, 'eventType must be a string');
-  if (eventType === '') throw httpError(400, 'eventType must not be empty');
-  if ([...eventType].length > 256) throw httpError(400, 'eventType is over 256 characters');
-  if (!Object.hasOwn(value, 'body')) throw httpError(400, 'body is missing');
-  if (eventId !== undefined && (typeof eventId !== 'string' || !UUID_RE.test(eventId))) throw httpError(400, 'eventId must be a UUID');
+  const problem = eventInputProblem(value);
+  if (problem) throw new ApieError('bad-request', problem);
+  const { eventType, body, eventId } = value as EventInput;
   return { eventType, body, eventId: eventId?.toLowerCase() };
 }
 
