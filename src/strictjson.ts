@@ -208,7 +208,7 @@ function canonical(text: string): string {
   return `${m[1]}${digits}e${exponent}`;
 }
 
-const LITERALS = ['true', 'false', 'null'].map((word) => [...Buffer.from(word)]);
+const LITERALS = ['true', 'false', 'null'].map((word) => [...word].map((c) => c.charCodeAt(0)));
 
 function literal(buf: Buffer, i: number): number {
   for (const word of LITERALS) if (word.every((b, k) => buf[i + k] === b)) return i + word.length;
