@@ -20,9 +20,21 @@ export async function handle(req: ApieRequest, ctx: Context): Promise<ApieRespon
   } catch (err) {
     res = errorResponse(err);
   }
+  return finish(req.method, res, cors);
+}
+
+/**
+ * The answer to a request that never reached handle(): its front end could
+ * not build it, or no configuration loaded. The same error body and CORS
+ * headers as any other error, so a browser app can read it.
+ */
+export function refuse(method: string, origin: string | undefined, err: unknown, corsOrigins: string[]): ApieResponse {
+  return finish(method, errorResponse(err), corsHeaders(origin, corsOrigins));
+}
+
+function finish(method: string, res: ApieResponse, cors: Record<string, string>): ApieResponse {
   Object.assign(res.headers, cors);
-  if (req.method === 'HEAD') res = withoutBody(res);
-  return res;
+  return method === 'HEAD' ? withoutBody(res) : res;
 }
 
 async function dispatch(req: ApieRequest, ctx: Context, cors: Record<string, string>): Promise<ApieResponse> {

@@ -1,5 +1,5 @@
 // Who is asking: HTTP Basic against passwd (bcrypt), or a bearer token.
-import { httpError } from './errors.ts';
+import { ApieError } from './errors.ts';
 import { readPasswd } from './passwd.ts';
 import type { ApieRequest, Context, User } from './types.ts';
 
@@ -7,7 +7,7 @@ const CHALLENGE = { 'WWW-Authenticate': 'Basic realm="Apie", charset="UTF-8"' };
 
 /** A 401 with the Basic challenge. */
 export function unauthorized(message: string) {
-  return httpError(401, message, CHALLENGE);
+  return new ApieError('unauthorized', message, { headers: CHALLENGE });
 }
 
 // One strict pattern; anything else is simply not credentials.

@@ -4,11 +4,12 @@
 //   blobs/ab/<hash>.json  {"name","contentType"}; its presence makes the blob visible
 //   tmp/<pid>-<rand>.tmp  uploads in flight
 //   blobs.lock            held (proper-lockfile) to commit or delete, never to stream
-// Knows nothing of HTTP: failures a client causes are StoreErrors with a reason.
+// Knows nothing of HTTP: failures a client causes are ApieErrors with a code.
 import { chmodSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
+import { ApieError } from './errors.ts';
 import { ensureDir, fsyncPath, statOrNull, writeFileAtomic } from './fsutil.ts';
 import { withLock } from './lock.ts';
 
@@ -33,23 +34,12 @@ export interface BlobInfo {
   contentType: string;
 }
 
-export type StoreErrorReason = 'invalid-name' | 'too-large' | 'mismatch' | 'not-found';
-
-/** A failure the caller caused; `reason` says which. */
-export class StoreError extends Error {
-  readonly reason: StoreErrorReason;
-  constructor(reason: StoreErrorReason, message: string) {
-    super(message);
-    this.reason = reason;
-  }
-}
-
 export interface PutOptions {
   name: string;
   contentType: string;
-  /** Largest accepted size in bytes; more is 'too-large' as soon as it arrives. */
+  /** Largest accepted size in bytes; more is refused ('too-large') as soon as it arrives. */
   limit: number;
-  /** The hash the sender says it sent; a difference is 'mismatch'. */
+  /** The hash the sender says it sent; a difference is refused ('bad-request'). */
   expected?: string;
 }
 
@@ -87,7 +77,7 @@ export function nameProblem(name: string): string | null {
  */
 export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncIterable<Uint8Array>, opts: PutOptions): Promise<BlobInfo & { created: boolean }> {
   const problem = nameProblem(opts.name);
-  if (problem) throw new StoreError('invalid-name', problem);
+  if (problem) throw new ApieError('bad-request', problem);
   const tmp = tmpDir(dataDir);
   ensureDir(storeDir(dataDir), config.dirMode);
   ensureDir(tmp, config.dirMode);
@@ -102,7 +92,7 @@ export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncI
     try {
       ({ hash, size } = await streamTo(fh, body, opts.limit));
       if (opts.expected !== undefined && opts.expected !== hash) {
-        throw new StoreError('mismatch', `the body's SHA-256 is ${hash}, not ${opts.expected} as the request says`);
+        throw new ApieError('bad-request', `the body's SHA-256 is ${hash}, not ${opts.expected} as the request says`);
       }
       // A repeat upload needs no fsync; a new blob must be durable before it is visible.
       if (!exists(metaFile(dataDir, hash))) {
@@ -131,7 +121,7 @@ async function streamTo(fh: FileHandle, body: AsyncIterable<Uint8Array>, limit: 
     for (let r = await next; !r.done; r = await next) {
       const chunk = r.value;
       size += chunk.byteLength;
-      if (size > limit) throw new StoreError('too-large', `upload is over the limit of ${limit} bytes`);
+      if (size > limit) throw new ApieError('too-large', `upload is over the limit of ${limit} bytes`);
       next = iterator.next();
       next.catch(() => {}); // handled when awaited; a failure meanwhile is not unhandled
       const written = writeAll(fh, chunk);
@@ -195,9 +185,9 @@ export function findBlob(dataDir: string, hash: string): { info: BlobInfo; file:
 
 /** Removes a blob and its metadata, and its directory when that empties; 'not-found' when unknown. */
 export async function deleteBlob(dataDir: string, config: StoreConfig, hash: string): Promise<void> {
-  if (!HASH.test(hash) || !exists(blobsDir(dataDir))) throw new StoreError('not-found', 'no such blob');
+  if (!HASH.test(hash) || !exists(blobsDir(dataDir))) throw new ApieError('not-found', 'no such blob');
   await withLock(blobsDir(dataDir), config, () => {
-    if (!exists(metaFile(dataDir, hash))) throw new StoreError('not-found', 'no such blob');
+    if (!exists(metaFile(dataDir, hash))) throw new ApieError('not-found', 'no such blob');
     // Metadata first: a crash in between leaves an invisible blob, never a visible one without bytes.
     rmSync(metaFile(dataDir, hash));
     rmSync(blobFile(dataDir, hash), { force: true });

@@ -1,9 +1,9 @@
 // The CGI front end: environment + stdin → request; response → stdout
 // (`Status:` line, headers, blank line, body). Binary-safe both ways.
 import { closeSync, openSync, read, readSync, writeSync } from 'node:fs';
-import { createContext, handle } from './app.ts';
-import { ConfigError, resolveDataDir } from './config.ts';
-import { errorResponse, httpError } from './errors.ts';
+import { createContext, handle, refuse } from './app.ts';
+import { corsOriginsDespiteErrors, resolveDataDir } from './config.ts';
+import { ApieError } from './errors.ts';
 import { REASONS } from './reasons.ts';
 import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
@@ -49,7 +49,7 @@ async function* readStdin(length: number | undefined): AsyncGenerator<Uint8Array
     if (filled === 0 && length === undefined) return;
     left -= filled;
     if (filled < buf.length && length !== undefined) {
-      throw httpError(400, `request body ended after ${length - left} of ${length} bytes`);
+      throw new ApieError('bad-request', `request body ended after ${length - left} of ${length} bytes`);
     }
     yield filled === buf.length ? buf : buf.subarray(0, filled);
   }
@@ -120,13 +120,14 @@ export async function writeResponse(res: ApieResponse): Promise<void> {
 /** Serves the one request this process was started for. */
 export async function runCgi(): Promise<void> {
   const req = requestFromEnv(process.env);
+  const dataDir = resolveDataDir();
   let ctx: Context | undefined;
   let res: ApieResponse;
   try {
-    ctx = createContext(resolveDataDir());
+    ctx = createContext(dataDir);
   } catch (err) {
-    // A broken apie.json is the operator's problem; say which key, nothing more.
-    res = errorResponse(err instanceof ConfigError ? httpError(500, err.message) : err);
+    // A broken apie.json is the operator's problem: the message names the key, nothing more.
+    res = refuse(req.method, req.headers.origin, err, corsOriginsDespiteErrors(dataDir));
   }
   res ??= await handle(req, ctx!);
   try {

@@ -8,17 +8,18 @@ import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, fchmodSync, chmodSy
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from './config.ts';
+import { ApieError } from './errors.ts';
 import { ensureDir, fsyncPath } from './fsutil.ts';
 import {
   ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, encodeEntries, hashKey, idKey, insertSlots, readEntries, readFully,
   rebuildTable, slotsOf, tableInfo, writeFully, type Entry,
 } from './eventindex.ts';
 import {
-  EMPTY_HASH, LogCorrupt, LogReader, NL, NO_ID, encodeRecord, eventIdOf, eventsDir, objectEventId, parseRecord, recordLength, type StoredEvent,
+  EMPTY_HASH, LogReader, NL, damagedAt, NO_ID, encodeRecord, eventIdOf, eventsDir, objectEventId, parseRecord, recordLength, type StoredEvent,
 } from './eventreader.ts';
 import { withLock } from './lock.ts';
 
-export { EMPTY_HASH, LogCorrupt, LogReader, count, eventsDir, head, waitForMore, type StoredEvent } from './eventreader.ts';
+export { EMPTY_HASH, LogReader, count, eventsDir, head, parseEventObject, waitForMore, type StoredEvent } from './eventreader.ts';
 
 /** An event as the API creates it; J is JSON.stringify of these fields in this order. */
 export interface NewEvent {
@@ -35,10 +36,11 @@ export interface AppendRequest {
   ifMatch?: string[];
 }
 
-export type AppendResult =
-  | { outcome: 'appended' | 'existing'; event: StoredEvent }
-  | { outcome: 'conflict'; message: string }
-  | { outcome: 'precondition-failed'; message: string; lastHash: string };
+/** A stored event, new or found again for a retried eventId. */
+export interface AppendResult {
+  outcome: 'appended' | 'existing';
+  event: StoredEvent;
+}
 
 type Hasher = (prev: string, json: Buffer) => string;
 
@@ -82,7 +84,7 @@ class LogWriter extends LogReader {
     }
     const { found, cut } = this.scanTail(logSize);
     // Only an unsynced tail may be dropped; never a record that was committed.
-    if (this.n + found.length < committed) throw new LogCorrupt(this.n + found.length + 1, 'committed record is missing or damaged');
+    if (this.n + found.length < committed) throw damagedAt(this.n + found.length + 1, 'committed record is missing or damaged');
     if (size !== this.n * ENTRY_SIZE) ftruncateSync(this.offsetsFd!, this.n * ENTRY_SIZE);
     if (cut < logSize) ftruncateSync(this.logFd!, cut);
     this.completeTable();
@@ -157,9 +159,13 @@ class LogWriter extends LogReader {
     this.last = records[records.length - 1].hash;
   }
 
-  /** Appends new events as one batch, deciding each request in order. */
-  append(requests: AppendRequest[]): AppendResult[] {
-    const results: AppendResult[] = [];
+  /**
+   * Appends new events as one batch, deciding each request in order. A refused
+   * request gets its error ('conflict', 'precondition-failed') in its place:
+   * the others in the batch go ahead.
+   */
+  append(requests: AppendRequest[]): (AppendResult | ApieError)[] {
+    const results: (AppendResult | ApieError)[] = [];
     const batch: { hash: string; json: Buffer }[] = [];
     const pendingIds = new Map<string, { seq: number; event: NewEvent; hash: string; json: Buffer }>();
     let last = this.last;
@@ -172,11 +178,11 @@ class LogWriter extends LogReader {
         const same = parsed.eventType === event.eventType && isDeepStrictEqual(parsed.body, event.body);
         results.push(same
           ? { outcome: 'existing', event: { seq: stored.seq, hash: stored.hash, json: stored.json } }
-          : { outcome: 'conflict', message: `eventId ${event.eventId} is already in the log with other content` });
+          : new ApieError('conflict', `eventId ${event.eventId} is already in the log with other content`));
         continue;
       }
       if (ifMatch && !ifMatch.includes('*') && !ifMatch.includes(last)) {
-        results.push({ outcome: 'precondition-failed', message: `the log's last hash is ${last}, not the one in If-Match`, lastHash: last });
+        results.push(new ApieError('precondition-failed', `the log's last hash is ${last}, not the one in If-Match`, { data: { lastHash: last } }));
         continue;
       }
       const json = Buffer.from(JSON.stringify({
@@ -195,7 +201,7 @@ class LogWriter extends LogReader {
 
   /** Appends exact JSON bytes that continue the chain after `after`. */
   appendRaw(after: string, jsons: Buffer[]): { count: number; hash: string } {
-    if (after !== this.last) throw new Error(`the log ends at ${this.last}, the import continues ${after}`);
+    if (after !== this.last) throw new ApieError('conflict', `the log ends at ${this.last}, the import continues ${after}`);
     const records: { hash: string; json: Buffer }[] = [];
     let prev = this.last;
     for (const json of jsons) records.push({ hash: (prev = this.sha(prev, json)), json });
@@ -217,10 +223,10 @@ class LogWriter extends LogReader {
       const entries = readEntries(this.offsetsFd!, first, last);
       this.readRange(first, last).forEach((e, i) => {
         const seq = first + i;
-        if (entries[i].offset !== expect) throw new LogCorrupt(seq, 'offsets entry does not point at its record');
-        if (this.sha(prev, e.json) !== e.hash) throw new LogCorrupt(seq, 'hash does not match the previous hash and the stored bytes');
+        if (entries[i].offset !== expect) throw damagedAt(seq, 'offsets entry does not point at its record');
+        if (this.sha(prev, e.json) !== e.hash) throw damagedAt(seq, 'hash does not match the previous hash and the stored bytes');
         const id = objectEventId(e.json, seq);
-        if (!(id === undefined ? NO_ID : idKey(id)).equals(entries[i].idKey)) throw new LogCorrupt(seq, 'offsets entry names another eventId');
+        if (!(id === undefined ? NO_ID : idKey(id)).equals(entries[i].idKey)) throw damagedAt(seq, 'offsets entry names another eventId');
         if (tableOk && (!this.tableHas(hashKey(e.hash), KIND_HASH, seq) || (id !== undefined && !this.tableHas(idKey(id), KIND_ID, seq)))) tableOk = false;
         prev = e.hash;
         expect += recordLength(e.hash, e.json);
@@ -271,8 +277,8 @@ async function withWriter<T>(dataDir: string, config: Config, fn: (w: LogWriter)
   });
 }
 
-/** Appends a batch of events under one lock with one fdatasync per file; one result per request. */
-export function appendEvents(dataDir: string, config: Config, requests: AppendRequest[]): Promise<AppendResult[]> {
+/** Appends a batch of events under one lock with one fdatasync per file; one result (or refusal) per request. */
+export function appendEvents(dataDir: string, config: Config, requests: AppendRequest[]): Promise<(AppendResult | ApieError)[]> {
   return withWriter(dataDir, config, (w) => w.append(requests));
 }
 
@@ -283,7 +289,7 @@ export function appendRaw(dataDir: string, config: Config, after: string, jsons:
 
 /**
  * Repairs a crashed append, restores file modes and recomputes the whole chain
- * from disk; throws LogCorrupt naming the first bad event.
+ * from disk; throws a 'damaged' ApieError naming the first bad event.
  */
 export function verifyLog(dataDir: string, config: Config): Promise<{ count: number; hash: string; tableRebuilt: boolean }> {
   return withWriter(dataDir, config, (w) => {

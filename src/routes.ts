@@ -1,6 +1,6 @@
 // The route table. Handlers load lazily so a CGI request only pays for the
 // modules its path needs (bcrypt, lockfiles and crypto are not free).
-import { httpError } from './errors.ts';
+import { ApieError } from './errors.ts';
 import type { Handler } from './types.ts';
 
 type Load = () => Promise<Handler>;
@@ -70,6 +70,6 @@ export function route(method: string, path: string): Match {
     if (m && Object.hasOwn(r.methods, lookup)) return { load: r.methods[lookup], params: m.slice(1) };
   }
   const allow = allowed(path);
-  if (allow === null) throw httpError(404, `no such path: ${path}`);
-  throw httpError(405, `${method} is not allowed here; allowed: ${allow}`, { Allow: allow });
+  if (allow === null) throw new ApieError('not-found', `no such path: ${path}`);
+  throw new ApieError('method-not-allowed', `${method} is not allowed here; allowed: ${allow}`, { headers: { Allow: allow } });
 }

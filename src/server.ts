@@ -1,9 +1,9 @@
 // The HTTP server front end (node:http) around the same handle() as CGI.
 import { createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { handle } from './app.ts';
+import { handle, refuse } from './app.ts';
+import { ApieError } from './errors.ts';
 import { LiveStore } from './livelog.ts';
-import { errorResponse, httpError } from './errors.ts';
 import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
 export interface ServerOptions {
@@ -19,8 +19,8 @@ export function requestFromHttp(req: IncomingMessage): ApieRequest {
   let path: string;
   try {
     path = decodeURIComponent(url.pathname);
-  } catch {
-    throw httpError(400, 'malformed percent-encoding in the path');
+  } catch (err) {
+    throw new ApieError('bad-request', 'malformed percent-encoding in the path', { cause: err });
   }
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(req.headers)) {
@@ -83,7 +83,8 @@ export function startServer(opts: ServerOptions): Promise<Server> {
     try {
       out = await handle({ ...requestFromHttp(req), signal: gone.signal }, ctx);
     } catch (err) {
-      out = errorResponse(err);
+      // handle() never throws: the request could not be built (a bad %-escape).
+      out = refuse((req.method ?? 'GET').toUpperCase(), req.headers.origin, err, ctx.config.corsOrigins);
     }
     // A body left unread (a 413, a 401 on an upload) is not drained: close instead.
     if (!req.complete) out.headers.Connection = 'close';

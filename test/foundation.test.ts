@@ -107,17 +107,20 @@ if (FRONT_ENDS.some((fe) => fe.name === 'apache')) {
 
 for (const fe of FRONT_ENDS) {
   const t = suite<{ site: Site }>(`configuration via ${fe.name}`);
-  t('should answer 500 naming an unknown key in apie.json', async () => {
-    const site = await fe.open({ config: { maxEventBytes: 10, colour: 'blue' } }).catch((err: Error) => err);
+  t('should answer 500 naming an unknown key in apie.json, readable by an allowed origin', async () => {
+    const origin = 'https://app.example.com';
+    const site = await fe.open({ config: { maxEventBytes: 10, colour: 'blue', corsOrigins: [origin] } }).catch((err: Error) => err);
     if (site instanceof Error) {
       // The server refuses to start on a bad configuration: that is the check.
       assert.match(site.message, /unknown key "colour"/);
       return;
     }
     try {
-      const r = await site.request('GET', '/', { auth: ALICE });
+      const r = await site.request('GET', '/', { auth: ALICE, headers: { Origin: origin } });
       assert.is(r.status, 500);
       assert.match(r.json().errorMessage, /unknown key "colour"/);
+      // The error is answered like any other: a browser app can read it.
+      assert.is(r.headers['access-control-allow-origin'], origin);
       assert.not.match(r.text, /\/tmp\//); // no absolute paths
     } finally {
       await site.close();

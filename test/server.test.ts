@@ -33,11 +33,13 @@ const append = (base: string, n: number | string, headers: Record<string, string
 // A stand-in Site for cgiProcess: CGI requests as another process on the same data.
 const cgiSite = (dataDir: string) => ({ kind: 'cgi', dataDir }) as never;
 
+const APP = 'https://app.example.com';
+
 function withServer(name: string, args: string[] = []) {
   const t = suite<Ctx>(name);
   t.before.each(async (ctx) => {
     ctx.parent = tempDir();
-    ctx.dataDir = makeDataDir(ctx.parent, { config: { lockStaleSeconds: 2 } });
+    ctx.dataDir = makeDataDir(ctx.parent, { config: { lockStaleSeconds: 2, corsOrigins: [APP] } });
     Object.assign(ctx, await startServe(ctx.dataDir, ['--quiet', ...args]));
   });
   t.after.each(async (ctx) => {
@@ -173,6 +175,23 @@ limits('should answer 413 from Content-Length before any of the body arrives', a
     assert.is(JSON.parse(reply.body).status, 'error');
   }
   assert.equal((await call(base, 'GET', '/events')).json(), []);
+});
+
+limits('should answer 400 to a malformed %-escape in the path, as JSON with CORS headers', async ({ base }) => {
+  const url = new URL(base);
+  const reply = await new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+    // fetch would refuse to send this path; node:http sends it as written.
+    const req = httpRequest({ host: url.hostname, port: url.port, path: '/events/%E0%A4%A', headers: { ...AUTH, Origin: APP } }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.is(reply.status, 400);
+  assert.match(JSON.parse(reply.body).errorMessage, /percent-encoding/);
+  assert.is(reply.headers['access-control-allow-origin'], APP);
 });
 
 limits.run();

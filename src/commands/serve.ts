@@ -2,8 +2,9 @@
 // in one process or as N node:cluster workers sharing the port.
 import { availableParallelism } from 'node:os';
 import { createContext } from '../app.ts';
-import { parse, UsageError } from '../cli.ts';
+import { parse } from '../cli.ts';
 import { resolveDataDir } from '../config.ts';
+import { ApieError } from '../errors.ts';
 import { startServer, stopServer } from '../server.ts';
 import { initDataDir } from './init.ts';
 
@@ -26,11 +27,11 @@ export async function serve(args: string[]): Promise<number> {
     workers: { type: 'string' },
     quiet: { type: 'boolean', default: false },
   });
-  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  if (positionals.length) throw new ApieError('usage', `unexpected argument "${positionals[0]}"`);
   const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a port number, not "${values.port}"`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ApieError('usage', `--port must be a port number, not "${values.port}"`);
   const workers = values.workers === undefined ? availableParallelism() : Number(values.workers);
-  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new UsageError(`--workers must be a whole number from 1 to 256, not "${values.workers}"`);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new ApieError('usage', `--workers must be a whole number from 1 to 256, not "${values.workers}"`);
   const opts: Options = { host: values.host as string, port, workers, quiet: values.quiet as boolean, dataDir: resolveDataDir(values.data as string | undefined) };
   await initDataDir(opts.dataDir);
   return workers > 1 ? primary(opts) : run(opts, false);

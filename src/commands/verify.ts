@@ -1,15 +1,16 @@
 // apie verify: checks passwd, the event chain and the content store; restores
 // file modes and repairs what a crash left behind. Exit code 1 when anything is wrong.
-import { parse, UsageError } from '../cli.ts';
+import { parse } from '../cli.ts';
 import { loadConfig, resolveDataDir } from '../config.ts';
-import { LogCorrupt, verifyLog } from '../eventlog.ts';
+import { ApieError } from '../errors.ts';
+import { verifyLog } from '../eventlog.ts';
 import { readPasswd } from '../passwd.ts';
 import { verifyBlobs } from '../blobstore.ts';
 import { checkSecret } from '../token.ts';
 
 export async function verify(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {});
-  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  if (positionals.length) throw new ApieError('usage', `unexpected argument "${positionals[0]}"`);
   const dataDir = resolveDataDir(values.data as string | undefined);
   const config = loadConfig(dataDir);
   let ok = true;
@@ -23,7 +24,7 @@ export async function verify(args: string[]): Promise<number> {
     const log = await verifyLog(dataDir, config);
     console.log(`events: ok, ${log.count} event(s), last hash ${log.hash}${log.tableRebuilt ? ' (lookup table rebuilt)' : ''}`);
   } catch (err) {
-    if (!(err instanceof LogCorrupt)) throw err;
+    if (!(err instanceof ApieError && err.code === 'damaged')) throw err;
     console.error(`apie verify: events: ${err.message}`);
     console.log('events: DAMAGED');
     ok = false;

@@ -1,7 +1,7 @@
 // The event stream over HTTP: checks input, maps the query and conditional
 // headers onto the event log, and sends stored events with their hash.
-import { httpError } from '../errors.ts';
-import { EMPTY_HASH, LogCorrupt, LogReader, verifyLog, type StoredEvent } from '../eventlog.ts';
+import { ApieError } from '../errors.ts';
+import { EMPTY_HASH, LogReader, verifyLog, type StoredEvent } from '../eventlog.ts';
 import { directStore, type EventStore } from '../eventstore.ts';
 import { hashHeaders, json, noneMatch, notModified, parseEtags, parseHash, readJson } from '../http.ts';
 import type { ApieRequest, ApieResponse, Context } from '../types.ts';
@@ -50,23 +50,23 @@ async function* streamEvents(dataDir: string, first: number, last: number): Asyn
 function parseQuery(query: URLSearchParams): Query {
   const q: Query = {};
   for (const [key, value] of query) {
-    if (!(PARAMS as readonly string[]).includes(key)) throw httpError(400, `unknown query parameter "${key}"; known: ${PARAMS.join(', ')}`);
-    if (q[key as keyof Query] !== undefined) throw httpError(400, `query parameter "${key}" is given twice`);
+    if (!(PARAMS as readonly string[]).includes(key)) throw new ApieError('bad-request', `unknown query parameter "${key}"; known: ${PARAMS.join(', ')}`);
+    if (q[key as keyof Query] !== undefined) throw new ApieError('bad-request', `query parameter "${key}" is given twice`);
     q[key as keyof Query] = value;
   }
   for (const key of ['from', 'after', 'to'] as const) if (q[key] !== undefined) parseHash(q[key]!, key);
-  if (q.from !== undefined && q.after !== undefined) throw httpError(400, 'use from or after, not both');
-  if (q.limit !== undefined && !/^[1-9]\d{0,14}$/.test(q.limit)) throw httpError(400, 'limit must be a whole number of at least 1');
+  if (q.from !== undefined && q.after !== undefined) throw new ApieError('bad-request', 'use from or after, not both');
+  if (q.limit !== undefined && !/^[1-9]\d{0,14}$/.test(q.limit)) throw new ApieError('bad-request', 'limit must be a whole number of at least 1');
   if (q.wait !== undefined) {
-    if (!/^\d{1,2}$/.test(q.wait) || Number(q.wait) < 1 || Number(q.wait) > 60) throw httpError(400, 'wait must be a number of seconds from 1 to 60');
-    if (q.after === undefined) throw httpError(400, 'wait needs after=<hash>');
+    if (!/^\d{1,2}$/.test(q.wait) || Number(q.wait) < 1 || Number(q.wait) > 60) throw new ApieError('bad-request', 'wait must be a number of seconds from 1 to 60');
+    if (q.after === undefined) throw new ApieError('bad-request', 'wait needs after=<hash>');
   }
   return q;
 }
 
 export function seqOf(reader: LogReader, hash: string): number {
   const seq = reader.seqOfHash(hash);
-  if (seq === undefined) throw httpError(404, `no event with hash ${hash}`);
+  if (seq === undefined) throw new ApieError('not-found', `no event with hash ${hash}`);
   return seq;
 }
 
@@ -78,12 +78,6 @@ function range(reader: LogReader, q: Query): { first: number; last: number } {
   if (q.after !== undefined) first = (q.after === EMPTY_HASH ? 0 : seqOf(reader, q.after)) + 1;
   const last = q.to === undefined ? reader.count : seqOf(reader, q.to);
   return { first, last };
-}
-
-// A damaged log is the operator's problem: say where, never how the files lie.
-export function damaged(err: unknown): never {
-  if (err instanceof LogCorrupt) throw httpError(500, `the event log is damaged at ${err.message}; run apie verify`);
-  throw err;
 }
 
 // The server hands in its live store; a CGI process goes to the files.
@@ -124,8 +118,6 @@ export async function getEvents(req: ApieRequest, ctx: Context): Promise<ApieRes
       ? streamEvents(ctx.dataDir, first, end)
       : Buffer.concat([Buffer.from('['), ...arrayBody(reader.readRange(first, end)), Buffer.from(']')]);
     return { status: 200, headers, body };
-  } catch (err) {
-    damaged(err);
   } finally {
     reader.close();
   }
@@ -139,8 +131,6 @@ export function getEvent(req: ApieRequest, ctx: Context, [hash]: string[]): Apie
     const event = reader.read(seqOf(reader, hash));
     if (noneMatch(req, hash)) return notModified(hash);
     return { status: 200, headers: { 'Content-Type': 'application/json', ...hashHeaders(hash) }, body: eventBody(event) };
-  } catch (err) {
-    damaged(err);
   } finally {
     reader.close();
   }
@@ -154,17 +144,17 @@ interface EventInput {
 
 /** Checks a request body against the event shape; 400 names the first problem. */
 export function parseEventInput(value: unknown): EventInput {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw httpError(400, 'the event must be a JSON object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ApieError('bad-request', 'the event must be a JSON object');
   for (const key of Object.keys(value)) {
-    if (!FIELDS.has(key)) throw httpError(400, `unknown field "${key}": an event has eventType, body and optionally eventId`);
+    if (!FIELDS.has(key)) throw new ApieError('bad-request', `unknown field "${key}": an event has eventType, body and optionally eventId`);
   }
   const { eventType, body, eventId } = value as Record<string, unknown>;
-  if (eventType === undefined) throw httpError(400, 'eventType is missing');
-  if (typeof eventType !== 'string') throw httpError(400, 'eventType must be a string');
-  if (eventType === '') throw httpError(400, 'eventType must not be empty');
-  if ([...eventType].length > 256) throw httpError(400, 'eventType is over 256 characters');
-  if (!Object.hasOwn(value, 'body')) throw httpError(400, 'body is missing');
-  if (eventId !== undefined && (typeof eventId !== 'string' || !UUID_RE.test(eventId))) throw httpError(400, 'eventId must be a UUID');
+  if (eventType === undefined) throw new ApieError('bad-request', 'eventType is missing');
+  if (typeof eventType !== 'string') throw new ApieError('bad-request', 'eventType must be a string');
+  if (eventType === '') throw new ApieError('bad-request', 'eventType must not be empty');
+  if ([...eventType].length > 256) throw new ApieError('bad-request', 'eventType is over 256 characters');
+  if (!Object.hasOwn(value, 'body')) throw new ApieError('bad-request', 'body is missing');
+  if (eventId !== undefined && (typeof eventId !== 'string' || !UUID_RE.test(eventId))) throw new ApieError('bad-request', 'eventId must be a UUID');
   return { eventType, body, eventId: eventId?.toLowerCase() };
 }
 
@@ -173,7 +163,7 @@ export async function appendEvent(req: ApieRequest, ctx: Context): Promise<ApieR
   const input = parseEventInput(await readJson(req, ctx.config.maxEventBytes));
   const header = req.headers['if-match'];
   const ifMatch = header === undefined ? undefined : parseEtags(header);
-  if (ifMatch?.length === 0) throw httpError(400, 'If-Match is empty');
+  if (ifMatch?.length === 0) throw new ApieError('bad-request', 'If-Match is empty');
   const { randomUUID } = await import('node:crypto');
   const event = {
     eventId: input.eventId ?? randomUUID(),
@@ -182,21 +172,17 @@ export async function appendEvent(req: ApieRequest, ctx: Context): Promise<ApieR
     createdBy: ctx.user!.name,
     createdAt: new Date().toISOString(),
   };
-  const result = await storeOf(ctx).append({ event, ifMatch }).catch(damaged);
-  if (result.outcome === 'conflict') throw httpError(409, result.message);
-  // The current last hash comes with a 412, so a client can retry without a HEAD.
-  if (result.outcome === 'precondition-failed') throw httpError(412, result.message, hashHeaders(result.lastHash));
+  const result = await storeOf(ctx).append({ event, ifMatch }).catch((err: unknown) => {
+    // The current last hash comes with a 412, so a client can rebase and retry without a HEAD.
+    if (err instanceof ApieError && err.data.lastHash) Object.assign(err.headers, hashHeaders(err.data.lastHash));
+    throw err;
+  });
   const hash = result.event.hash;
   return { status: 200, headers: { 'Content-Type': 'application/json', ...hashHeaders(hash) }, body: eventBody(result.event) };
 }
 
 /** POST /events/verify: recompute the chain from disk and restore file modes. */
 export async function verifyEvents(_req: ApieRequest, ctx: Context): Promise<ApieResponse> {
-  try {
-    const { count, hash } = await verifyLog(ctx.dataDir, ctx.config);
-    return json({ status: 'ok', count, hash });
-  } catch (err) {
-    if (err instanceof LogCorrupt) throw httpError(500, `the event log does not verify: ${err.message}`);
-    throw err;
-  }
+  const { count, hash } = await verifyLog(ctx.dataDir, ctx.config);
+  return json({ status: 'ok', count, hash });
 }
