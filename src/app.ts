@@ -32,9 +32,13 @@ export function refuse(method: string, origin: string | undefined, err: unknown,
   return finish(method, errorResponse(err), corsHeaders(origin, corsOrigins));
 }
 
+// Every answer leaves through here: the CORS headers, Content-Length whenever
+// the body's size is known, and HEAD as GET without a body (decided here only).
 function finish(method: string, res: ApieResponse, cors: Record<string, string>): ApieResponse {
   Object.assign(res.headers, cors);
-  return method === 'HEAD' ? withoutBody(res) : res;
+  const length = bodyLength(res.body);
+  if (length !== undefined && res.headers['Content-Length'] === undefined) res.headers['Content-Length'] = length;
+  return method === 'HEAD' ? { ...res, body: null } : res;
 }
 
 async function dispatch(req: ApieRequest, ctx: Context, cors: Record<string, string>): Promise<ApieResponse> {
@@ -57,11 +61,4 @@ async function dispatch(req: ApieRequest, ctx: Context, cors: Record<string, str
   if (!match) throw routeError;
   const handler = await match.load();
   return handler(req, ctx, match.params);
-}
-
-// HEAD is GET without a body, decided here only.
-function withoutBody(res: ApieResponse): ApieResponse {
-  const length = bodyLength(res.body);
-  if (length !== undefined && res.headers['Content-Length'] === undefined) res.headers['Content-Length'] = length;
-  return { ...res, body: null };
 }

@@ -10,20 +10,20 @@ import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
-import { ensureDir, fsyncPath, statOrNull, writeFileAtomic } from './fsutil.ts';
+import { ensureDir, fsyncPath, ifExists, readTextOrNull, statOrNull, writeFileAtomic } from './fsutil.ts';
 import { withLock } from './lock.ts';
+import { HASH_RE } from './sha256.ts';
 
 type StoreConfig = Pick<Config, 'fileMode' | 'dirMode' | 'lockStaleSeconds'>;
 
 // node:crypto (~3 ms) and node:fs/promises (which pulls in readline) are
 // loaded by the paths that stream and hash, not by every download.
 function newSha256() {
-  const { createHash } = process.getBuiltinModule('node:crypto') as typeof import('node:crypto');
-  return createHash('sha256');
+  return process.getBuiltinModule('node:crypto').createHash('sha256');
 }
 
 function open(file: string, flags: string, mode?: number): Promise<FileHandle> {
-  return (process.getBuiltinModule('node:fs/promises') as typeof import('node:fs/promises')).open(file, flags, mode);
+  return process.getBuiltinModule('node:fs/promises').open(file, flags, mode);
 }
 
 export interface BlobInfo {
@@ -43,7 +43,6 @@ export interface PutOptions {
   expected?: string;
 }
 
-const HASH = /^[0-9a-f]{64}$/;
 const TEMP = /^(\d+)-[0-9a-f]+\.tmp$/;
 // A temporary file nobody has written to for this long belongs to no live upload.
 const STALE_TEMP_MS = 60 * 60 * 1000;
@@ -174,7 +173,7 @@ function commit(dataDir: string, config: StoreConfig, temp: string, hash: string
 
 /** The blob with this hash and the file holding its bytes, or null when there is none. */
 export function findBlob(dataDir: string, hash: string): { info: BlobInfo; file: string } | null {
-  if (!HASH.test(hash)) return null;
+  if (!HASH_RE.test(hash)) return null;
   const meta = readMeta(dataDir, hash);
   if (!meta) return null;
   const file = blobFile(dataDir, hash);
@@ -185,7 +184,7 @@ export function findBlob(dataDir: string, hash: string): { info: BlobInfo; file:
 
 /** Removes a blob and its metadata, and its directory when that empties; 'not-found' when unknown. */
 export async function deleteBlob(dataDir: string, config: StoreConfig, hash: string): Promise<void> {
-  if (!HASH.test(hash) || !exists(blobsDir(dataDir))) throw new ApieError('not-found', 'no such blob');
+  if (!HASH_RE.test(hash) || !exists(blobsDir(dataDir))) throw new ApieError('not-found', 'no such blob');
   await withLock(blobsDir(dataDir), config, () => {
     if (!exists(metaFile(dataDir, hash))) throw new ApieError('not-found', 'no such blob');
     // Metadata first: a crash in between leaves an invisible blob, never a visible one without bytes.
@@ -226,7 +225,7 @@ export async function verifyBlobs(dataDir: string, config: StoreConfig): Promise
     const names = new Set(listDir(dir));
     for (const name of names) {
       const hash = name.replace(/\.json$/, '');
-      if (!HASH.test(hash) || !hash.startsWith(fan)) continue;
+      if (!HASH_RE.test(hash) || !hash.startsWith(fan)) continue;
       if (name.endsWith('.json') ? !names.has(hash) : !names.has(`${hash}.json`)) {
         suspects.push(hash);
         continue;
@@ -318,14 +317,8 @@ function alive(pid: number): boolean {
 }
 
 function readMeta(dataDir: string, hash: string): { name: string; contentType: string } | null {
-  let text: string;
-  try {
-    text = readFileSync(metaFile(dataDir, hash), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-  return parseMeta(text);
+  const text = readTextOrNull(metaFile(dataDir, hash));
+  return text === null ? null : parseMeta(text);
 }
 
 function parseMeta(text: string): { name: string; contentType: string } {
@@ -352,10 +345,5 @@ function exists(path: string): boolean {
 }
 
 function listDir(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
+  return ifExists(() => readdirSync(dir)) ?? [];
 }

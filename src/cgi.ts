@@ -5,7 +5,7 @@ import { createContext, handle, refuse } from './app.ts';
 import { corsOriginsDespiteErrors, resolveDataDir } from './config.ts';
 import { ApieError } from './errors.ts';
 import { REASONS } from './reasons.ts';
-import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
+import { isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
 /** Builds the request from CGI variables (RFC 3875) and stdin. */
 export function requestFromEnv(env: NodeJS.ProcessEnv): ApieRequest {
@@ -82,10 +82,6 @@ function writeAll(data: Uint8Array): void {
 
 /** Writes a response the way a CGI program must: Status line, headers, body. */
 export async function writeResponse(res: ApieResponse): Promise<void> {
-  const length = bodyLength(res.body);
-  if (length !== undefined && res.status !== 304 && res.headers['Content-Length'] === undefined) {
-    res.headers['Content-Length'] = length;
-  }
   let head = `Status: ${res.status} ${REASONS[res.status] ?? ''}\r\n`;
   for (const [k, v] of Object.entries(res.headers)) head += `${k}: ${v}\r\n`;
   const { body } = res;

@@ -1,5 +1,6 @@
 // The command line: parses argv and hands over to one module per command.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { workerOptions } from './args.ts';
 import { ApieError } from './errors.ts';
 import { VERSION } from './version.ts';
 
@@ -50,7 +51,7 @@ const commands: Record<string, () => Promise<Command>> = {
 
 /** Runs the command line; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  if (process.env.APIE_SERVE_WORKER !== undefined) return (await import('./commands/serve.ts')).serveWorker();
+  if (workerOptions() !== undefined) return (await import('./commands/serve.ts')).serveWorker();
   const [name, ...rest] = argv;
   if (name === '--version' || name === '-v') {
     console.log(`Apie ${VERSION} (Node ${process.version})`);

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { isSea } from 'node:sea';
 import { ApieError } from './errors.ts';
+import { readTextOrNull } from './fsutil.ts';
 
 export interface Config {
   /** Largest accepted event request body, in bytes. */
@@ -107,13 +108,8 @@ export function configJson(config: Config): Record<string, unknown> {
 
 /** Reads DIR/apie.json; a missing file means all defaults. */
 export function loadConfig(dataDir: string): Config {
-  let text: string;
-  try {
-    text = readFileSync(join(dataDir, 'apie.json'), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ...defaults };
-    throw err;
-  }
+  const text = readTextOrNull(join(dataDir, 'apie.json'));
+  if (text === null) return { ...defaults };
   let raw: unknown;
   try {
     raw = JSON.parse(text);

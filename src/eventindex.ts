@@ -4,9 +4,9 @@
 // committed count. `table`: an on-disk open-addressing hash table from those
 // prefixes to sequence numbers. Keys are prefixes, so every hit is a candidate
 // the caller confirms against the record itself.
-import { closeSync, fdatasyncSync, fstatSync, openSync, readSync, renameSync, writeSync, fchmodSync, rmSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, openSync, renameSync, fchmodSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { fsyncPath } from './fsutil.ts';
+import { fsyncPath, readFully, writeFully } from './fsutil.ts';
 
 export const ENTRY_SIZE = 24;
 export const KIND_HASH = 1;
@@ -76,23 +76,6 @@ export function readEntries(fd: number, first: number, last: number): Entry[] {
     entries.push({ offset: buf.readUIntLE(at, 6), hashKey: buf.subarray(at + 8, at + 16), idKey: buf.subarray(at + 16, at + 24) });
   }
   return entries;
-}
-
-/** Reads buf.length bytes at pos; fewer only at end of file (returns how many). */
-export function readFully(fd: number, buf: Buffer, pos: number): number {
-  let got = 0;
-  while (got < buf.length) {
-    const n = readSync(fd, buf, got, buf.length - got, pos + got);
-    if (n === 0) break;
-    got += n;
-  }
-  return got;
-}
-
-/** Writes all of buf at pos. */
-export function writeFully(fd: number, buf: Buffer, pos: number): void {
-  let done = 0;
-  while (done < buf.length) done += writeSync(fd, buf, done, buf.length - done, pos + done);
 }
 
 export interface TableInfo {

@@ -3,7 +3,9 @@
 import { closeSync, existsSync, fstatSync, openSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { ApieError } from './errors.ts';
-import { ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, hashKey, idKey, readEntries, readFully, tableInfo, type TableInfo } from './eventindex.ts';
+import { ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, hashKey, idKey, readEntries, tableInfo, type TableInfo } from './eventindex.ts';
+import { ifExists, readFully } from './fsutil.ts';
+import { HASH_RE } from './sha256.ts';
 
 /** sha256(""): the hash of the empty log, and the "previous hash" of the first event. */
 export const EMPTY_HASH = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
@@ -20,7 +22,6 @@ export function damagedAt(position: number, what: string): ApieError {
   return new ApieError('damaged', `the event log is damaged at event ${position}: ${what}`);
 }
 
-const HASH_RE = /^[0-9a-f]{64}$/;
 export const NL = 0x0a;
 // Longest record header: 64 hex, a space, up to 15 digits, a newline.
 const MAX_HEADER = 81;
@@ -87,12 +88,7 @@ export function objectEventId(json: Buffer, seq: number): string | undefined {
 }
 
 function openIfExists(file: string, flags: string): number | undefined {
-  try {
-    return openSync(file, flags);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  return ifExists(() => openSync(file, flags)) ?? undefined;
 }
 
 /**

@@ -1,5 +1,6 @@
-// Durable file primitives: atomic replace, fsync of files and directories.
-import { chmodSync, chownSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
+// File primitives: atomic replace, fsync of files and directories, whole
+// reads and writes at a position, and "missing is null".
+import { chmodSync, chownSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
 
 /** fsyncs a file, or a directory so a file created or renamed in it survives power loss. */
@@ -31,9 +32,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${++tmpCounter}.${Date.now()}.tmp`);
   const fd = openSync(tmp, 'wx', mode);
   try {
-    const buf = typeof data === 'string' ? Buffer.from(data) : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    writeFully(fd, typeof data === 'string' ? Buffer.from(data) : data, 0);
     fsyncSync(fd);
   } catch (err) {
     closeSync(fd);
@@ -53,4 +52,36 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
 /** stat, or null when nothing is there. */
 export function statOrNull(path: string): Stats | null {
   return statSync(path, { throwIfNoEntry: false }) ?? null;
+}
+
+/** What fn returns, or null when the path it works on does not exist (ENOENT); other errors are thrown. */
+export function ifExists<T>(fn: () => T): T | null {
+  try {
+    return fn();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+/** A file's text, or null when there is no such file. */
+export function readTextOrNull(file: string): string | null {
+  return ifExists(() => readFileSync(file, 'utf8'));
+}
+
+/** Reads buf.length bytes at pos; fewer only at end of file (returns how many). */
+export function readFully(fd: number, buf: Uint8Array, pos: number): number {
+  let got = 0;
+  while (got < buf.length) {
+    const n = readSync(fd, buf, got, buf.length - got, pos + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
+
+/** Writes all of buf at pos. */
+export function writeFully(fd: number, buf: Uint8Array, pos: number): void {
+  let done = 0;
+  while (done < buf.length) done += writeSync(fd, buf, done, buf.length - done, pos + done);
 }

@@ -1,6 +1,7 @@
 // HTTP helpers that know nothing of storage: JSON responses, bodies, ETags,
 // ranges, Content-Disposition and CORS.
 import { ApieError } from './errors.ts';
+import { HASH_RE } from './sha256.ts';
 import type { ApieRequest, ApieResponse } from './types.ts';
 
 /** A JSON response. */
@@ -31,8 +32,6 @@ export async function readJson(req: ApieRequest, limit: number): Promise<unknown
     throw new ApieError('bad-request', 'request body is not valid JSON', { cause: err });
   }
 }
-
-export const HASH_RE = /^[0-9a-f]{64}$/;
 
 /** Checks a hash from a path or query; anything but 64 lowercase hex characters is 400. */
 export function parseHash(value: string, what = 'hash'): string {

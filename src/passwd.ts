@@ -1,8 +1,9 @@
 // The passwd file: `name:bcrypt-hash` (htpasswd -B) or `name:bcrypt-hash:info`
 // (original Apie) lines. Parsing never throws: bad lines are reported, not users.
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
+import { readTextOrNull, writeFileAtomic } from './fsutil.ts';
 import type { User } from './types.ts';
 
 export interface Passwd {
@@ -76,12 +77,7 @@ function collect(lines: Line[]): Passwd {
 }
 
 function readText(dataDir: string): string {
-  try {
-    return readFileSync(passwdPath(dataDir), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw err;
-  }
+  return readTextOrNull(passwdPath(dataDir)) ?? '';
 }
 
 /** Reads DIR/passwd; a missing file has no users. */
@@ -108,7 +104,7 @@ export function formatPasswd(users: Iterable<User>): string {
  */
 export async function updatePasswd<T>(dataDir: string, config: Config, edit: (users: Map<string, User>) => T): Promise<T> {
   const file = passwdPath(dataDir);
-  const [{ withLock }, { writeFileAtomic }] = await Promise.all([import('./lock.ts'), import('./fsutil.ts')]);
+  const { withLock } = await import('./lock.ts');
   return withLock(file, config, () => {
     const lines = readText(dataDir).split('\n').map(parseLine);
     const { users } = collect(lines);

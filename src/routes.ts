@@ -25,6 +25,8 @@ const routes: Route[] = [
       GET: async () => (await events()).getEvents,
       PUT: async () => (await events()).appendEvent,
       POST: async () => (await events()).appendEvent,
+      // Its own HEAD: the count and last hash without loading the events.
+      HEAD: async () => (await events()).headEvents,
     },
   },
   { pattern: /^\/events\/verify$/, methods: { POST: async () => (await events()).verifyEvents } },
@@ -61,12 +63,14 @@ export function allowed(path: string): string | null {
 
 /**
  * Finds the handler for a method and path: the first route whose pattern and
- * method both match. A path known under other methods is 405 with Allow.
+ * method both match; HEAD is GET's handler unless the route has its own (the
+ * body is dropped in app.ts either way). A path known under other methods is
+ * 405 with Allow.
  */
 export function route(method: string, path: string): Match {
-  const lookup = method === 'HEAD' ? 'GET' : method;
   for (const r of routes) {
     const m = r.pattern.exec(path);
+    const lookup = method === 'HEAD' && !Object.hasOwn(r.methods, 'HEAD') ? 'GET' : method;
     if (m && Object.hasOwn(r.methods, lookup)) return { load: r.methods[lookup], params: m.slice(1) };
   }
   const allow = allowed(path);

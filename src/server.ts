@@ -37,8 +37,6 @@ export function requestFromHttp(req: IncomingMessage): ApieRequest {
 }
 
 async function send(res: ServerResponse, out: ApieResponse): Promise<number> {
-  const length = bodyLength(out.body);
-  if (length !== undefined && out.status !== 304 && out.headers['Content-Length'] === undefined) out.headers['Content-Length'] = length;
   res.writeHead(out.status, out.headers);
   const { body } = out;
   if (body === null || body === undefined) {
@@ -64,7 +62,7 @@ async function send(res: ServerResponse, out: ApieResponse): Promise<number> {
     }
     res.end();
   }
-  return length ?? 0;
+  return bodyLength(body) ?? 0;
 }
 
 // Ends long polls and event streams when the server stops.

@@ -3,10 +3,10 @@
 // hash, keyed with a secret kept in the data directory. Changing the password,
 // removing the user or rotating the secret therefore revokes every token, and
 // checking one is a file read and an HMAC: no bcrypt, no lock.
-import { chmodSync, linkSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, linkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from './fsutil.ts';
-import { constantTimeEqual, hmacSha256 } from './sha256.ts';
+import { readTextOrNull, writeFileAtomic } from './fsutil.ts';
+import { constantTimeEqual, HASH_RE, hmacSha256 } from './sha256.ts';
 import type { User } from './types.ts';
 
 const SECRET_FILE = 'token-secret';
@@ -18,8 +18,7 @@ function secretPath(dataDir: string): string {
 
 // Random hex from node:crypto, loaded only here: checking a token must not load it.
 function randomHex(bytes: number): string {
-  const { randomBytes } = process.getBuiltinModule('node:crypto') as typeof import('node:crypto');
-  return randomBytes(bytes).toString('hex');
+  return process.getBuiltinModule('node:crypto').randomBytes(bytes).toString('hex');
 }
 
 function newSecret(): string {
@@ -28,15 +27,12 @@ function newSecret(): string {
 
 // The secret, or null when none has been made yet.
 function readSecret(dataDir: string): Buffer | null {
-  try {
-    const text = readFileSync(secretPath(dataDir), 'utf8').trim();
-    // An empty or truncated secret would make tokens forgeable: refuse it.
-    if (!/^[0-9a-f]{64}$/.test(text)) throw new Error(`${SECRET_FILE} is damaged; run \`apie token rotate\``);
-    return Buffer.from(text, 'hex');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
+  const text = readTextOrNull(secretPath(dataDir))?.trim();
+  if (text === undefined) return null;
+  // An empty or truncated secret would make tokens forgeable: refuse it. (32
+  // random bytes in hex have the shape of a hash.)
+  if (!HASH_RE.test(text)) throw new Error(`${SECRET_FILE} is damaged; run \`apie token rotate\``);
+  return Buffer.from(text, 'hex');
 }
 
 // The secret, made on first use. Racing processes each stage a complete file

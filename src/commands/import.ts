@@ -8,9 +8,8 @@ import { basename, join } from 'node:path';
 import { parse } from '../cli.ts';
 import { loadConfig, resolveDataDir } from '../config.ts';
 import { ApieError } from '../errors.ts';
-import { appendRaw, head, parseEventObject } from '../eventlog.ts';
-
-const HASH_RE = /[0-9a-f]{64}/;
+import { appendRaw, chainHash, head, parseEventObject } from '../eventlog.ts';
+import { HASH_RE } from '../sha256.ts';
 
 interface Entry {
   /** Where the entry came from, for messages: "entry 3 (name)". */
@@ -30,8 +29,8 @@ function readEntry(dir: string, line: string, n: number): Entry {
   const bytes = readFileSync(file);
   const nl = bytes.indexOf(0x0a);
   const prev = bytes.toString('latin1', 0, nl < 0 ? bytes.length : nl).replace(/\r$/, '');
-  if (nl < 0 || !/^[0-9a-f]{64}$/.test(prev)) throw new ApieError('bad-request', `${label}: the first line is not the previous hash`);
-  const named = [basename(file).replace(/\.json$/, ''), ...more].find((t) => HASH_RE.test(t) && t.length === 64);
+  if (nl < 0 || !HASH_RE.test(prev)) throw new ApieError('bad-request', `${label}: the first line is not the previous hash`);
+  const named = [basename(file).replace(/\.json$/, ''), ...more].find((t) => HASH_RE.test(t));
   return { label, prev, rest: bytes.subarray(nl + 1), named };
 }
 
@@ -49,19 +48,17 @@ export async function readOriginalLog(dir: string): Promise<{ after: string; jso
   if (!existsSync(indexFile)) throw new ApieError('not-found', `${dir} has no index file: not an original Apie data directory`);
   const lines = readFileSync(indexFile, 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
   const entries = lines.map((line, i) => readEntry(dir, line, i + 1));
-  const { createHash } = await import('node:crypto');
-  const sha = (prev: string, json: Buffer) => createHash('sha256').update(prev + '\n').update(json).digest('hex');
   const jsons: Buffer[] = [];
   const after = entries[0]?.prev ?? '';
   let prev = after;
   entries.forEach((e, i) => {
     if (e.prev !== prev) throw new ApieError('bad-request', `${e.label}: its previous hash ${e.prev} is not the hash of the entry before it (${prev})`);
     const expected = e.named ?? entries[i + 1]?.prev;
-    const json = expected === undefined ? e.rest : candidates(e.rest).find((c) => sha(prev, c) === expected);
+    const json = expected === undefined ? e.rest : candidates(e.rest).find((c) => chainHash(prev, c) === expected);
     if (!json) throw new ApieError('bad-request', `${e.label}: its bytes do not hash to ${expected}: the chain does not verify`);
     if (!parseEventObject(json)) throw new ApieError('bad-request', `${e.label}: the event is not a JSON object`);
     jsons.push(json);
-    prev = sha(prev, json);
+    prev = chainHash(prev, json);
   });
   return { after, jsons, hash: prev };
 }

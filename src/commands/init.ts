@@ -34,9 +34,8 @@ export async function initDataDir(dir: string): Promise<void> {
   }
   const config = loadConfig(dir);
   if (readPasswd(dir).users.size > 0) return;
-  const { randomBytes } = await import('node:crypto');
   const { default: bcrypt } = await import('bcryptjs');
-  const password = randomBytes(12).toString('base64url');
+  const password = process.getBuiltinModule('node:crypto').randomBytes(12).toString('base64url');
   const hash = await bcrypt.hash(password, config.bcryptCost);
   writeFileAtomic(join(dir, 'passwd'), formatPasswd([{ name: 'admin', hash, info: '' }]), config.fileMode);
   console.log(`apie: created user "admin" with password ${password}\n` +

@@ -1,7 +1,9 @@
 // apie serve: the HTTP server on a data directory (created on first run),
 // in one process or as N node:cluster workers sharing the port.
+import type { Cluster } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { createContext } from '../app.ts';
+import { workerEnv, workerOptions } from '../args.ts';
 import { parse } from '../cli.ts';
 import { resolveDataDir } from '../config.ts';
 import { ApieError } from '../errors.ts';
@@ -15,10 +17,6 @@ interface Options {
   quiet: boolean;
   dataDir: string;
 }
-
-// A worker gets its options from the primary in the environment: a single
-// executable cannot be handed a script path and argv the way `node x.js` can.
-const WORKER_ENV = 'APIE_SERVE_WORKER';
 
 export async function serve(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
@@ -39,7 +37,7 @@ export async function serve(args: string[]): Promise<number> {
 
 /** Runs one cluster worker with the options its primary gave it. */
 export function serveWorker(): Promise<number> {
-  return run(JSON.parse(process.env[WORKER_ENV]!), true);
+  return run(workerOptions() as Options, true);
 }
 
 async function run(opts: Options, worker: boolean): Promise<number> {
@@ -66,10 +64,11 @@ async function run(opts: Options, worker: boolean): Promise<number> {
 }
 
 async function primary(opts: Options): Promise<number> {
-  const { default: cluster } = await import('node:cluster');
+  // At run time this is the cluster object itself; its declared type is the ES namespace.
+  const cluster = process.getBuiltinModule('node:cluster') as unknown as Cluster;
   // Port 0 would give every worker a port of its own: pick one for all.
   if (opts.port === 0) opts = { ...opts, port: await freePort(opts.host) };
-  const env = { [WORKER_ENV]: JSON.stringify(opts) };
+  const env = workerEnv(opts);
   cluster.setupPrimary({ args: [] });
   const forks = Array.from({ length: opts.workers }, () => cluster.fork(env));
   await Promise.all(forks.map((w) => new Promise<void>((resolve, reject) => {
@@ -100,10 +99,9 @@ async function primary(opts: Options): Promise<number> {
   return 0;
 }
 
-async function freePort(host: string): Promise<number> {
-  const { createServer } = await import('node:net');
+function freePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const s = createServer().once('error', reject).listen(0, host, () => {
+    const s = process.getBuiltinModule('node:net').createServer().once('error', reject).listen(0, host, () => {
       const { port } = s.address() as { port: number };
       s.close(() => resolve(port));
     });

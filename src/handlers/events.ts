@@ -85,11 +85,20 @@ function storeOf(ctx: Context): EventStore {
   return ctx.events ?? directStore(ctx.dataDir, ctx.config);
 }
 
-/** GET/HEAD /events[?from|after|to|limit|wait]; an event stream when asked for one. */
+/** GET /events[?from|after|to|limit|wait]; an event stream when asked for one. */
 export async function getEvents(req: ApieRequest, ctx: Context): Promise<ApieResponse> {
   if (ctx.events && /\btext\/event-stream\b/.test(req.headers.accept ?? '')) {
     return (await import('./eventstream.ts')).eventStream(req, ctx, ctx.events);
   }
+  return answerEvents(req, ctx, true);
+}
+
+/** HEAD /events: what GET /events would answer, without loading the events. */
+export function headEvents(req: ApieRequest, ctx: Context): Promise<ApieResponse> {
+  return answerEvents(req, ctx, false);
+}
+
+async function answerEvents(req: ApieRequest, ctx: Context, withBody: boolean): Promise<ApieResponse> {
   const q = parseQuery(req.query);
   const store = storeOf(ctx);
   let reader = store.view();
@@ -113,9 +122,8 @@ export async function getEvents(req: ApieRequest, ctx: Context): Promise<ApieRes
     }
     if (noneMatch(req, lastHash)) return notModified(lastHash, headers);
     headers['Content-Type'] = 'application/json';
-    // HEAD takes the stream, which is never read: no events are loaded for it.
-    const body = req.method === 'HEAD' || end - first >= BATCH
-      ? streamEvents(ctx.dataDir, first, end)
+    const body = !withBody ? null
+      : end - first >= BATCH ? streamEvents(ctx.dataDir, first, end)
       : Buffer.concat([Buffer.from('['), ...arrayBody(reader.readRange(first, end)), Buffer.from(']')]);
     return { status: 200, headers, body };
   } finally {
@@ -164,9 +172,8 @@ export async function appendEvent(req: ApieRequest, ctx: Context): Promise<ApieR
   const header = req.headers['if-match'];
   const ifMatch = header === undefined ? undefined : parseEtags(header);
   if (ifMatch?.length === 0) throw new ApieError('bad-request', 'If-Match is empty');
-  const { randomUUID } = await import('node:crypto');
   const event = {
-    eventId: input.eventId ?? randomUUID(),
+    eventId: input.eventId ?? process.getBuiltinModule('node:crypto').randomUUID(),
     eventType: input.eventType,
     body: input.body,
     createdBy: ctx.user!.name,
