@@ -11,7 +11,7 @@ import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
 import { ensureDir, fsyncPath, readFully, writeFully } from './fsutil.ts';
 import {
-  ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, encodeEntries, hashKey, idKey, insertSlots, readEntries,
+  ENTRY_SIZE, KIND_HASH, KIND_ID, seqsWithKey, encodeEntries, hashKey, idKey, insertSlots, readEntries,
   rebuildTable, slotsOf, tableInfo, type Entry,
 } from './eventindex.ts';
 import {
@@ -22,7 +22,7 @@ import { withLock } from './lock.ts';
 export { EMPTY_HASH, LogReader, count, eventsDir, head, parseEventObject, waitForMore, type StoredEvent } from './eventreader.ts';
 
 /** An event as the API creates it; J is JSON.stringify of these fields in this order. */
-export interface NewEvent {
+interface NewEvent {
   eventId: string;
   eventType: string;
   body: unknown;
@@ -236,7 +236,7 @@ class LogWriter extends LogReader {
   }
 
   private tableHas(key: Buffer, kind: number, seq: number): boolean {
-    for (const s of candidates(this.tableFd!, this.table!, key, kind)) if (s === seq) return true;
+    for (const s of seqsWithKey(this.tableFd!, this.table!, key, kind)) if (s === seq) return true;
     return false;
   }
 }

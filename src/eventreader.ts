@@ -3,7 +3,7 @@
 import { closeSync, existsSync, fstatSync, openSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { ApieError } from './errors.ts';
-import { ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, hashKey, idKey, readEntries, tableInfo, type TableInfo } from './eventindex.ts';
+import { ENTRY_SIZE, KIND_HASH, KIND_ID, seqsWithKey, hashKey, idKey, readEntries, tableInfo, type TableInfo } from './eventindex.ts';
 import { ifExists, readFully } from './fsutil.ts';
 import { HASH_RE } from './sha256.ts';
 
@@ -31,7 +31,7 @@ export function eventsDir(dataDir: string): string {
   return join(dataDir, 'events');
 }
 
-interface Parsed {
+interface ParsedRecord {
   hash: string;
   json: Buffer;
   /** Position just after the record's closing newline. */
@@ -39,7 +39,7 @@ interface Parsed {
 }
 
 /** Parses the record at buf[pos…]; undefined when it is cut short or malformed. */
-export function parseRecord(buf: Buffer, pos: number): Parsed | undefined {
+export function parseRecord(buf: Buffer, pos: number): ParsedRecord | undefined {
   if (buf.length - pos < 67 || buf[pos + 64] !== 0x20) return undefined;
   const hash = buf.toString('latin1', pos, pos + 64);
   if (!HASH_RE.test(hash)) return undefined;
@@ -148,7 +148,7 @@ export class LogReader {
   private lookup(key: Buffer, kind: number, confirm: (seq: number) => boolean): number | undefined {
     const seen = new Set<number>();
     if (this.table && this.tableFd !== undefined) {
-      for (const seq of candidates(this.tableFd, this.table, key, kind)) {
+      for (const seq of seqsWithKey(this.tableFd, this.table, key, kind)) {
         // Slots past the count belong to an append not (yet) committed.
         if (seq <= this.count && !seen.has(seq) && confirm(seq)) return seq;
         seen.add(seq);

@@ -24,7 +24,7 @@ export function directStore(dataDir: string, config: Config): EventStore {
 }
 
 /** The result of one request of a batch, or its refusal thrown. */
-export function settle(result: AppendResult | ApieError): AppendResult {
+function settle(result: AppendResult | ApieError): AppendResult {
   if (result instanceof ApieError) throw result;
   return result;
 }

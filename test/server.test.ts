@@ -3,8 +3,11 @@
 // Events woken by appends, early 413s, workers, graceful shutdown.
 import { request as httpRequest } from 'node:http';
 import { rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { createContext } from '../src/app.ts';
+import { startServer, stopServer } from '../src/server.ts';
 import { ALICE, makeDataDir, startServe, stop, tempDir, type Reply } from './lib/harness.ts';
 import { assertChain, H0, JSON_HEADERS } from './lib/events.ts';
 import { cgiProcess } from './lib/events.ts';
@@ -239,6 +242,34 @@ lifecycle('should log one line per request to stderr, and none with --quiet', as
     await call(quiet.base, 'GET', '/info');
     await stop(quiet.child);
     assert.not.match(quiet.stderr(), /GET \/info/);
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
+});
+
+lifecycle('should give a server started after another one stopped, in the same process, live event streams', async () => {
+  const parent = tempDir();
+  try {
+    const ctx = createContext(makeDataDir(parent));
+    const first = await startServer({ host: '127.0.0.1', port: 0, ctx, quiet: true });
+    await stopServer(first);
+    const second = await startServer({ host: '127.0.0.1', port: 0, ctx, quiet: true });
+    try {
+      const base = `http://127.0.0.1:${(second.address() as AddressInfo).port}`;
+      const res = await fetch(`${base}/events`, { headers: { ...AUTH, Accept: 'text/event-stream' } });
+      const reader = res.body!.getReader();
+      const appended = (await append(base, 'live')).json();
+      // Were the second server born stopped, its stream would end before the event.
+      let text = '';
+      while (!text.includes(`id: ${appended.hash}`)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the stream ended after ${JSON.stringify(text)}`);
+        text += Buffer.from(value).toString();
+      }
+      await reader.cancel();
+    } finally {
+      await stopServer(second, 0);
+    }
   } finally {
     rmSync(parent, { recursive: true, force: true });
   }

@@ -5,13 +5,13 @@
 // line and the event JSON after it. A chain that does not verify is refused.
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { parse } from '../cli.ts';
+import { parse } from '../args.ts';
 import { loadConfig, resolveDataDir } from '../config.ts';
 import { ApieError } from '../errors.ts';
 import { appendRaw, chainHash, head, parseEventObject } from '../eventlog.ts';
 import { HASH_RE } from '../sha256.ts';
 
-interface Entry {
+interface OriginalEntry {
   /** Where the entry came from, for messages: "entry 3 (name)". */
   label: string;
   prev: string;
@@ -21,7 +21,7 @@ interface Entry {
   named?: string;
 }
 
-function readEntry(dir: string, line: string, n: number): Entry {
+function readEntry(dir: string, line: string, n: number): OriginalEntry {
   const [name, ...more] = line.trim().split(/\s+/);
   const file = [join(dir, name), join(dir, `${name}.json`)].find((f) => existsSync(f));
   const label = `entry ${n} (${name})`;
@@ -36,14 +36,14 @@ function readEntry(dir: string, line: string, n: number): Entry {
 
 // J is the rest of the file; a file written with a final newline that was not
 // hashed is recognised by the hash the entry is known by.
-function candidates(rest: Buffer): Buffer[] {
+function possibleJsons(rest: Buffer): Buffer[] {
   const out = [rest];
   if (rest.at(-1) === 0x0a) out.push(rest.subarray(0, rest.at(-2) === 0x0d ? -2 : -1));
   return out;
 }
 
 /** Reads and verifies an original Apie log; returns the chain's start, its events' bytes and its last hash. */
-export async function readOriginalLog(dir: string): Promise<{ after: string; jsons: Buffer[]; hash: string }> {
+async function readOriginalLog(dir: string): Promise<{ after: string; jsons: Buffer[]; hash: string }> {
   const indexFile = join(dir, 'index');
   if (!existsSync(indexFile)) throw new ApieError('not-found', `${dir} has no index file: not an original Apie data directory`);
   const lines = readFileSync(indexFile, 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
@@ -54,7 +54,7 @@ export async function readOriginalLog(dir: string): Promise<{ after: string; jso
   entries.forEach((e, i) => {
     if (e.prev !== prev) throw new ApieError('bad-request', `${e.label}: its previous hash ${e.prev} is not the hash of the entry before it (${prev})`);
     const expected = e.named ?? entries[i + 1]?.prev;
-    const json = expected === undefined ? e.rest : candidates(e.rest).find((c) => chainHash(prev, c) === expected);
+    const json = expected === undefined ? e.rest : possibleJsons(e.rest).find((c) => chainHash(prev, c) === expected);
     if (!json) throw new ApieError('bad-request', `${e.label}: its bytes do not hash to ${expected}: the chain does not verify`);
     if (!parseEventObject(json)) throw new ApieError('bad-request', `${e.label}: the event is not a JSON object`);
     jsons.push(json);
@@ -66,7 +66,7 @@ export async function readOriginalLog(dir: string): Promise<{ after: string; jso
 export async function importApie(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {});
   if (positionals.length !== 1) throw new ApieError('usage', 'import-apie needs one argument: the original Apie data directory');
-  const dataDir = resolveDataDir(values.data as string | undefined);
+  const dataDir = resolveDataDir(values.data);
   const config = loadConfig(dataDir);
   const original = await readOriginalLog(positionals[0]);
   if (original.jsons.length === 0) throw new ApieError('bad-request', 'the index lists no entries: nothing to import');

@@ -3,8 +3,7 @@
 import type { Cluster } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { createContext } from '../app.ts';
-import { workerEnv, workerOptions } from '../args.ts';
-import { parse } from '../cli.ts';
+import { parse, workerEnv, workerOptions } from '../args.ts';
 import { resolveDataDir } from '../config.ts';
 import { ApieError } from '../errors.ts';
 import { startServer, stopServer } from '../server.ts';
@@ -30,7 +29,7 @@ export async function serve(args: string[]): Promise<number> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ApieError('usage', `--port must be a port number, not "${values.port}"`);
   const workers = values.workers === undefined ? availableParallelism() : Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new ApieError('usage', `--workers must be a whole number from 1 to 256, not "${values.workers}"`);
-  const opts: Options = { host: values.host as string, port, workers, quiet: values.quiet as boolean, dataDir: resolveDataDir(values.data as string | undefined) };
+  const opts: Options = { host: values.host, port, workers, quiet: values.quiet, dataDir: resolveDataDir(values.data) };
   await initDataDir(opts.dataDir);
   return workers > 1 ? primary(opts) : run(opts, false);
 }

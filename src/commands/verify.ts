@@ -1,6 +1,6 @@
 // apie verify: checks passwd, the event chain and the content store; restores
 // file modes and repairs what a crash left behind. Exit code 1 when anything is wrong.
-import { parse } from '../cli.ts';
+import { parse } from '../args.ts';
 import { loadConfig, resolveDataDir } from '../config.ts';
 import { ApieError } from '../errors.ts';
 import { verifyLog } from '../eventlog.ts';
@@ -11,7 +11,7 @@ import { checkSecret } from '../token.ts';
 export async function verify(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {});
   if (positionals.length) throw new ApieError('usage', `unexpected argument "${positionals[0]}"`);
-  const dataDir = resolveDataDir(values.data as string | undefined);
+  const dataDir = resolveDataDir(values.data);
   const config = loadConfig(dataDir);
   let ok = true;
 
