@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createContext } from '../src/app.ts';
 import { startServer, stopServer } from '../src/server.ts';
-import { ALICE, makeDataDir, startServe, stop, tempDir, untilWaiting, waitFor, type Reply } from './lib/harness.ts';
+import { ALICE, cgiEnv, makeDataDir, runCgi, startServe, stop, tempDir, untilWaiting, waitFor, type Reply } from './lib/harness.ts';
 import { assertChain, H0, JSON_HEADERS } from './lib/events.ts';
 import { cgiProcess } from './lib/events.ts';
 
@@ -243,6 +243,21 @@ lifecycle('should log one line per request to stderr, and none with --quiet', as
     await call(quiet.base, 'GET', '/info');
     await stop(quiet.child);
     assert.not.match(quiet.stderr(), /GET \/info/);
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
+});
+
+lifecycle('should warn on stderr when it starts with corsOrigins "*", where CGI requests stay quiet', async () => {
+  const parent = tempDir();
+  try {
+    const dataDir = makeDataDir(parent, { config: { corsOrigins: ['*'] } });
+    const server = await startServe(dataDir, ['--quiet', '--workers', '1']);
+    await stop(server.child);
+    assert.match(server.stderr(), /warning: "corsOrigins": \["\*"\] lets any web page/);
+    const cgi = await runCgi(cgiEnv(dataDir, 'GET', '/info', { auth: ALICE }));
+    assert.is(cgi.status, 200);
+    assert.is(cgi.stderr, '');
   } finally {
     rmSync(parent, { recursive: true, force: true });
   }

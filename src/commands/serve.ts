@@ -4,7 +4,7 @@ import type { Cluster } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { createContext } from '../app.ts';
 import { parse, workerEnv, workerOptions } from '../args.ts';
-import { resolveDataDir } from '../config.ts';
+import { loadConfig, resolveDataDir } from '../config.ts';
 import { ApieError } from '../errors.ts';
 import { startServer, stopServer } from '../server.ts';
 import { initDataDir } from './init.ts';
@@ -31,6 +31,10 @@ export async function serve(args: string[]): Promise<number> {
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new ApieError('usage', `--workers must be a whole number from 1 to 256, not "${values.workers}"`);
   const opts: Options = { host: values.host, port, workers, quiet: values.quiet, dataDir: resolveDataDir(values.data) };
   await initDataDir(opts.dataDir);
+  // Said once, here: CGI loads the configuration on every request, and its stderr is the error log.
+  if (loadConfig(opts.dataDir).corsOrigins.includes('*')) {
+    console.error('apie: warning: "corsOrigins": ["*"] lets any web page call this API with its visitors\' credentials; list your app\'s origins instead');
+  }
   return workers > 1 ? primary(opts) : run(opts, false);
 }
 
