@@ -76,7 +76,8 @@ async function primary(opts: Options): Promise<number> {
   const forks = Array.from({ length: opts.workers }, () => cluster.fork(env));
   await Promise.all(forks.map((w) => new Promise<void>((resolve, reject) => {
     w.once('listening', () => resolve());
-    w.once('exit', (code) => reject(new Error(`a worker exited with status ${code} before listening`)));
+    // The worker has said why on stderr; this says what it means for serve.
+    w.once('exit', (code) => reject(new ApieError('internal', `a worker exited with status ${code} before listening`)));
   })));
   console.log(`apie: listening on http://${opts.host}:${opts.port}/ with ${opts.workers} workers (data: ${opts.dataDir})`);
   let stopping = false;
