@@ -39,6 +39,7 @@ child.stdout.on('data', (d) => {
 });
 child.on('close', (code) => {
   const num = (label: string) => Number(new RegExp(`${label}:\\s+(\\d+)`).exec(out)?.[1] ?? 0);
+  // uvu's Total counts the tests that ran; skipped ones are counted apart.
   const total = num('Total');
   const passed = num('Passed');
   const skipped = num('Skipped');

@@ -20,6 +20,21 @@ export async function handle(req: ApieRequest, ctx: Context): Promise<ApieRespon
   } catch (err) {
     res = errorResponse(err);
   }
+  return finish(req.method, res, cors);
+}
+
+/**
+ * The answer to a request that never reached handle(): its front end could
+ * not build it, or no configuration loaded. The same error body and CORS
+ * headers as any other error, so a browser app can read it.
+ */
+export function refuse(method: string, origin: string | undefined, err: unknown, corsOrigins: string[]): ApieResponse {
+  return finish(method, errorResponse(err), corsHeaders(origin, corsOrigins));
+}
+
+// Every answer leaves through here: the CORS headers, Content-Length whenever
+// the body's size is known, and HEAD as GET without a body (decided here only).
+function finish(method: string, res: ApieResponse, cors: Record<string, string>): ApieResponse {
   // Both may vary the answer (Accept-Encoding, Origin): caches must know of each.
   const vary = [res.headers.Vary, cors.Vary].filter((v) => v !== undefined).join(', ');
   Object.assign(res.headers, cors);
@@ -27,9 +42,12 @@ export async function handle(req: ApieRequest, ctx: Context): Promise<ApieRespon
   // The last guard: whatever a header was built from, none goes out that
   // could end the header block early (CGI writes them as text).
   const unsafe = unsafeHeader(res.headers);
-  if (unsafe !== null) res = errorResponse(new ApieError('internal', 'internal error', { cause: new Error(`response header ${unsafe} held a control character`) }));
-  if (req.method === 'HEAD') res = withoutBody(res);
-  return res;
+  if (unsafe !== null) {
+    res = errorResponse(new ApieError('internal', 'internal error', { cause: new Error(`response header ${unsafe} held a control character`) }));
+  }
+  const length = bodyLength(res.body);
+  if (length !== undefined && res.headers['Content-Length'] === undefined) res.headers['Content-Length'] = length;
+  return method === 'HEAD' ? { ...res, body: null } : res;
 }
 
 async function dispatch(req: ApieRequest, ctx: Context, cors: Record<string, string>): Promise<ApieResponse> {
@@ -55,11 +73,4 @@ async function dispatch(req: ApieRequest, ctx: Context, cors: Record<string, str
   if (!match) throw routeError;
   const handler = await match.load();
   return handler(req, ctx, match.params);
-}
-
-// HEAD is GET without a body, decided here only.
-function withoutBody(res: ApieResponse): ApieResponse {
-  const length = bodyLength(res.body);
-  if (length !== undefined && res.headers['Content-Length'] === undefined) res.headers['Content-Length'] = length;
-  return { ...res, body: null };
 }

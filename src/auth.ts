@@ -1,5 +1,5 @@
 // Who is asking: HTTP Basic against passwd (bcrypt), or a bearer token.
-import { httpError } from './errors.ts';
+import { ApieError } from './errors.ts';
 import { hashCost, readPasswd } from './passwd.ts';
 import type { ApieRequest, Context, User } from './types.ts';
 
@@ -7,7 +7,7 @@ const CHALLENGE = { 'WWW-Authenticate': 'Basic realm="Apie", charset="UTF-8"' };
 
 /** A 401 with the Basic challenge. */
 export function unauthorized(message: string) {
-  return httpError(401, message, CHALLENGE);
+  return new ApieError('unauthorized', message, { headers: CHALLENGE });
 }
 
 // One strict pattern; anything else is simply not credentials.
@@ -15,7 +15,7 @@ const BASIC_RE = /^Basic +([A-Za-z0-9+/]+={0,2}) *$/i;
 const BEARER_RE = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i;
 
 /** Parses Basic credentials into [name, password], or null when malformed. */
-export function parseBasic(header: string): [string, string] | null {
+function parseBasic(header: string): [string, string] | null {
   const m = BASIC_RE.exec(header);
   if (!m || m[1].length % 4 !== 0) return null;
   let decoded: string;

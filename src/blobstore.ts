@@ -7,7 +7,7 @@
 // Every directory and file is reached through nofollow.ts: a link anywhere in
 // the store is damage, never followed (a re-upload replaces a linked blob or
 // its metadata, without touching what the link points to).
-// Knows nothing of HTTP: failures a client causes are StoreErrors with a reason.
+// Knows nothing of HTTP: failures a client causes are ApieErrors with a code.
 import { closeSync, constants, fsyncSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
 import { whenFull, writeFileAtomic } from './fsutil.ts';
 import { withLock } from './lock.ts';
+import { HASH_RE } from './sha256.ts';
 import { SafeDir, linkFound } from './nofollow.ts';
 
 type StoreConfig = Pick<Config, 'fileMode' | 'dirMode' | 'lockStaleSeconds'>;
@@ -40,27 +41,15 @@ export interface BlobInfo {
   damagedMeta?: true;
 }
 
-export type StoreErrorReason = 'invalid-name' | 'too-large' | 'mismatch' | 'not-found';
-
-/** A failure the caller caused; `reason` says which. */
-export class StoreError extends Error {
-  readonly reason: StoreErrorReason;
-  constructor(reason: StoreErrorReason, message: string) {
-    super(message);
-    this.reason = reason;
-  }
-}
-
 export interface PutOptions {
   name: string;
   contentType: string;
   /** Largest accepted size in bytes; more is 'too-large' as soon as it arrives. */
   limit: number;
-  /** The hash the sender says it sent; a difference is 'mismatch'. */
+  /** The hash the sender says it sent; a difference is 'bad-request'. */
   expected?: string;
 }
 
-const HASH = /^[0-9a-f]{64}$/;
 const TEMP = /^(\d+)-[0-9a-f]+\.tmp$/;
 // A temporary file nobody has written to for this long belongs to no live upload.
 const STALE_TEMP_MS = 60 * 60 * 1000;
@@ -103,7 +92,7 @@ export function validContentType(type: string): boolean {
  */
 export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncIterable<Uint8Array>, opts: PutOptions): Promise<BlobInfo & { created: boolean }> {
   const problem = nameProblem(opts.name);
-  if (problem) throw new StoreError('invalid-name', problem);
+  if (problem) throw new ApieError('bad-request', problem);
   const root = SafeDir.open(dataDir);
   if (!root) throw new ApieError('misconfigured', 'the data directory does not exist');
   let storage: SafeDir | undefined;
@@ -121,7 +110,7 @@ export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncI
     try {
       ({ hash, size } = await streamTo(fh, body, opts.limit));
       if (opts.expected !== undefined && opts.expected !== hash) {
-        throw new StoreError('mismatch', `the body's SHA-256 is ${hash}, not ${opts.expected} as the request says`);
+        throw new ApieError('bad-request', `the body's SHA-256 is ${hash}, not ${opts.expected} as the request says`);
       }
       // A repeat upload needs no fsync; a new blob must be durable before it is visible.
       if (!hasMeta(storage, hash)) {
@@ -155,7 +144,7 @@ async function streamTo(fh: FileHandle, body: AsyncIterable<Uint8Array>, limit: 
     for (let r = await next; !r.done; r = await next) {
       const chunk = r.value;
       size += chunk.byteLength;
-      if (size > limit) throw new StoreError('too-large', `upload is over the limit of ${limit} bytes`);
+      if (size > limit) throw new ApieError('too-large', `upload is over the limit of ${limit} bytes`);
       next = iterator.next();
       next.catch(() => {}); // handled when awaited; a failure meanwhile is not unhandled
       const written = writeAll(fh, chunk);
@@ -234,7 +223,7 @@ function commit(storage: SafeDir, config: StoreConfig, tmp: SafeDir, temp: strin
  * the bytes are what their hash says, served without name and type.
  */
 export function findBlob(dataDir: string, hash: string): { info: BlobInfo; file: string } | null {
-  if (!HASH.test(hash)) return null;
+  if (!HASH_RE.test(hash)) return null;
   const fan = SafeDir.open(dataDir, `storage/blobs/${fanOf(hash)}`);
   if (!fan) return null;
   try {
@@ -254,14 +243,14 @@ export function findBlob(dataDir: string, hash: string): { info: BlobInfo; file:
 
 /** Removes a blob and its metadata, and its directory when that empties; 'not-found' when unknown. */
 export async function deleteBlob(dataDir: string, config: StoreConfig, hash: string): Promise<void> {
-  const blobs = HASH.test(hash) ? SafeDir.open(dataDir, 'storage/blobs') : null;
-  if (!blobs) throw new StoreError('not-found', 'no such blob');
+  const blobs = HASH_RE.test(hash) ? SafeDir.open(dataDir, 'storage/blobs') : null;
+  if (!blobs) throw new ApieError('not-found', 'no such blob');
   try {
     await withLock(blobsDir(dataDir), config, () => {
       const fan = blobs.dir(fanOf(hash));
-      if (!fan) throw new StoreError('not-found', 'no such blob');
+      if (!fan) throw new ApieError('not-found', 'no such blob');
       try {
-        if (!fan.lstat(metaName(hash))) throw new StoreError('not-found', 'no such blob');
+        if (!fan.lstat(metaName(hash))) throw new ApieError('not-found', 'no such blob');
         // Metadata first: a crash in between leaves an invisible blob, never a visible one without bytes.
         // unlink removes a link itself, never what it points to.
         unlinkSync(fan.path(metaName(hash)));
@@ -352,7 +341,7 @@ async function verifyFan(fan: SafeDir, fileMode: number, result: VerifyResult, s
   const prefix = fan.rel.slice(-2);
   for (const name of names) {
     const hash = name.replace(/\.json$/, '');
-    if (!HASH.test(hash) || !hash.startsWith(prefix)) continue;
+    if (!HASH_RE.test(hash) || !hash.startsWith(prefix)) continue;
     if (fan.lstat(name)?.isSymbolicLink()) {
       result.problems.push(linkFound(fan.relOf(name)).message);
       continue;

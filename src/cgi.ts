@@ -1,16 +1,16 @@
 // The CGI front end: environment + stdin → request; response → stdout
 // (`Status:` line, headers, blank line, body). Binary-safe both ways.
 import { closeSync, read, readSync, writeSync } from 'node:fs';
-import { createContext, handle } from './app.ts';
-import { ConfigError } from './config.ts';
+import { createContext, handle, refuse } from './app.ts';
+import { corsOriginsDespiteErrors } from './config.ts';
 import { requireDataDir } from './datadir.ts';
-import { ApieError, errorResponse, httpError } from './errors.ts';
+import { ApieError, errorResponse } from './errors.ts';
 import { openToSend } from './nofollow.ts';
 import { REASONS } from './reasons.ts';
-import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
+import { isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
 /** Builds the request from CGI variables (RFC 3875) and stdin. */
-export function requestFromEnv(env: NodeJS.ProcessEnv): ApieRequest {
+function requestFromEnv(env: NodeJS.ProcessEnv): ApieRequest {
   const headers: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) {
     if (key.startsWith('HTTP_') && value !== undefined) headers[key.slice(5).toLowerCase().replace(/_/g, '-')] = value;
@@ -63,12 +63,16 @@ async function* readStdin(length: number | undefined): AsyncGenerator<Uint8Array
     if (filled === 0 && length === undefined) return;
     left -= filled;
     if (filled < buf.length && length !== undefined) {
-      throw httpError(400, `request body ended after ${length - left} of ${length} bytes`);
+      throw new ApieError('bad-request', `request body ended after ${length - left} of ${length} bytes`);
     }
     yield filled === buf.length ? buf : buf.subarray(0, filled);
   }
 }
 
+// stdin may be a non-blocking pipe: O_NONBLOCK belongs to the open file,
+// which this process shares with whoever made the pipe (libuv, in a Node
+// parent, sets it on its pipes). A read with no data yet then fails with
+// EAGAIN instead of waiting: wait briefly and read again.
 function readSome(buf: Buffer, offset: number): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     const attempt = () => read(0, buf, offset, buf.length - offset, null, (err, bytes) => {
@@ -82,7 +86,7 @@ function readSome(buf: Buffer, offset: number): Promise<number> {
 
 // stdout may be a non-blocking pipe; wait briefly when it is full.
 const pause = new Int32Array(new SharedArrayBuffer(4));
-function writeAll(data: Uint8Array): void {
+function writeStdout(data: Uint8Array): void {
   let off = 0;
   while (off < data.length) {
     try {
@@ -95,7 +99,7 @@ function writeAll(data: Uint8Array): void {
 }
 
 /** Writes a response the way a CGI program must: Status line, headers, body. */
-export async function writeResponse(res: ApieResponse): Promise<void> {
+async function writeResponse(res: ApieResponse): Promise<void> {
   const { body } = res;
   // Opened before anything is written, so a failure can still be the answer.
   let fd: number | undefined;
@@ -106,19 +110,15 @@ export async function writeResponse(res: ApieResponse): Promise<void> {
       return writeResponse(errorResponse(err));
     }
   }
-  const length = bodyLength(body);
-  if (length !== undefined && res.status !== 304 && res.headers['Content-Length'] === undefined) {
-    res.headers['Content-Length'] = length;
-  }
   let head = `Status: ${res.status} ${REASONS[res.status] ?? ''}\r\n`;
   for (const [k, v] of Object.entries(res.headers)) head += `${k}: ${v}\r\n`;
   if (typeof body === 'string') {
-    writeAll(Buffer.from(head + '\r\n' + body));
+    writeStdout(Buffer.from(head + '\r\n' + body));
     return;
   }
-  writeAll(Buffer.from(head + '\r\n'));
+  writeStdout(Buffer.from(head + '\r\n'));
   if (body instanceof Uint8Array) {
-    writeAll(body);
+    writeStdout(body);
   } else if (isFileBody(body)) {
     // Synchronous reads and writes: nothing else runs, and it is the fastest path.
     try {
@@ -128,28 +128,32 @@ export async function writeResponse(res: ApieResponse): Promise<void> {
       while (pos <= body.end) {
         const n = readSync(fd!, buf, 0, Math.min(buf.length, body.end - pos + 1), pos);
         if (n === 0) break;
-        writeAll(buf.subarray(0, n));
+        writeStdout(buf.subarray(0, n));
         pos += n;
       }
     } finally {
       closeSync(fd!);
     }
   } else if (body) {
-    for await (const chunk of body) writeAll(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    for await (const chunk of body) writeStdout(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
   }
 }
 
 /** Serves the one request this process was started for. */
 export async function runCgi(): Promise<void> {
   let req: ApieRequest | undefined;
+  let dataDir: string | undefined;
   let ctx: Context | undefined;
   let res: ApieResponse | undefined;
   try {
     req = requestFromEnv(process.env);
-    ctx = createContext(requireDataDir());
+    dataDir = requireDataDir();
+    ctx = createContext(dataDir);
   } catch (err) {
-    // A broken apie.json is the operator's problem; say which key, nothing more.
-    res = errorResponse(err instanceof ConfigError ? new ApieError('misconfigured', err.message) : err);
+    // A request that cannot be read, no data directory, or a broken apie.json:
+    // the message says what is wrong (names the key), nothing more.
+    const corsOrigins = dataDir === undefined ? [] : corsOriginsDespiteErrors(dataDir);
+    res = refuse(req?.method ?? process.env.REQUEST_METHOD ?? 'GET', req?.headers.origin ?? process.env.HTTP_ORIGIN, err, corsOrigins);
   }
   res ??= await handle(req!, ctx!);
   try {

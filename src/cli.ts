@@ -1,10 +1,9 @@
 // The command line: parses argv and hands over to one module per command.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError } from './config.ts';
-import { ApieError, HttpError } from './errors.ts';
+import { workerOptions } from './args.ts';
+import { ApieError } from './errors.ts';
 import { VERSION } from './version.ts';
 
-export const USAGE = `Apie ${VERSION}: an event log, a content store and Basic auth, as CGI or a server.
+const USAGE = `Apie ${VERSION}: an event log, a content store and Basic auth, as CGI or a server.
 
 Usage:
   apie serve [--host 127.0.0.1] [--port 8000] [--data DIR] [--workers N] [--quiet]
@@ -25,27 +24,6 @@ database; init and serve create it there when none is found).
 Started by a web server (GATEWAY_INTERFACE set), apie answers one CGI request instead.
 `;
 
-/** Bad flags or arguments: usage is printed, exit code 2. */
-export class UsageError extends Error {}
-/** A failure the user can act on: its message is printed, exit code 1. */
-export class CliError extends Error {}
-
-export type Options = Record<string, string | boolean | undefined>;
-export interface Parsed {
-  positionals: string[];
-  values: Options;
-}
-
-/** Parses flags strictly: unknown flags and missing values are usage errors. */
-export function parse(args: string[], options: ParseArgsConfig['options']): Parsed {
-  try {
-    const { values, positionals } = parseArgs({ args, options: { ...options, data: { type: 'string' } }, allowPositionals: true, strict: true });
-    return { values: values as Options, positionals };
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
 type Command = (args: string[]) => Promise<number>;
 
 const commands: Record<string, () => Promise<Command>> = {
@@ -59,7 +37,7 @@ const commands: Record<string, () => Promise<Command>> = {
 
 /** Runs the command line; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  if (process.env.APIE_SERVE_WORKER !== undefined) return (await import('./commands/serve.ts')).serveWorker();
+  if (workerOptions() !== undefined) return (await import('./commands/serve.ts')).serveWorker();
   const [name, ...rest] = argv;
   if (name === '--version' || name === '-v') {
     console.log(`Apie ${VERSION} (Node ${process.version})`);
@@ -69,22 +47,25 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  if (name === undefined || !Object.hasOwn(commands, name)) {
-    process.stderr.write(`${name === undefined ? 'apie: no command given' : `apie: unknown command "${name}"`}\n\n${USAGE}`);
-    return 2;
-  }
+  const known = name !== undefined && Object.hasOwn(commands, name);
   try {
+    if (!known) throw new ApieError('usage', name === undefined ? 'no command given' : `unknown command "${name}"`);
     return await (await commands[name]())(rest);
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`apie ${name}: ${err.message}\n\n${USAGE}`);
-      return 2;
-    }
-    // Expected failures carry a message meant for people; anything else is a bug.
-    const expected = err instanceof CliError || err instanceof ConfigError || err instanceof HttpError || err instanceof ApieError;
-    console.error(`apie ${name}: ${expected ? (err as Error).message : err instanceof Error ? err.stack : err}`);
-    // The operator's details (paths, the account) that an HTTP client never sees.
-    if (err instanceof ApieError && typeof err.cause === 'string') console.error(`  (${err.cause})`);
-    return 1;
+    return exitCode(err, known ? `apie ${name}` : 'apie');
   }
+}
+
+// The one place an error becomes an exit code: bad arguments are 2 with the
+// usage; what Apie refused or found wrong is 1 with its message; anything
+// else is a bug, 1 with the stack.
+function exitCode(err: unknown, prefix: string): number {
+  if (err instanceof ApieError && err.code === 'usage') {
+    process.stderr.write(`${prefix}: ${err.message}\n\n${USAGE}`);
+    return 2;
+  }
+  console.error(`${prefix}: ${err instanceof ApieError ? err.message : err instanceof Error ? err.stack : err}`);
+  // The operator's details (paths, the account) that an HTTP client never sees.
+  if (err instanceof ApieError && typeof err.cause === 'string') console.error(`  (${err.cause})`);
+  return 1;
 }

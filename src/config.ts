@@ -1,4 +1,5 @@
 // apie.json: every key optional, unknown keys and wrong types rejected by name.
+import { ApieError } from './errors.ts';
 import { isOrigin } from './http.ts';
 import { readFileNoFollow } from './nofollow.ts';
 
@@ -40,18 +41,21 @@ export const defaults: Config = {
   lockStaleSeconds: 10,
 };
 
-export class ConfigError extends Error {}
+// A broken apie.json is the operator's to fix: each message names the key.
+function misconfigured(message: string, cause?: unknown): ApieError {
+  return new ApieError('misconfigured', message, { cause });
+}
 
 type Check = (value: unknown, key: string) => unknown;
 
 const positiveInt: Check = (v, key) => {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw new ConfigError(`apie.json: "${key}" must be a positive integer`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw misconfigured(`apie.json: "${key}" must be a positive integer`);
   return v;
 };
 // Modes are written as octal strings ("0640") because JSON has no octal numbers.
 const mode: Check = (v, key) => {
   if (typeof v === 'string' && /^0?[0-7]{3}$/.test(v)) return parseInt(v, 8);
-  throw new ConfigError(`apie.json: "${key}" must be an octal string such as "0640"`);
+  throw misconfigured(`apie.json: "${key}" must be an octal string such as "0640"`);
 };
 const checks: Record<keyof Config, Check> = {
   maxEventBytes: positiveInt,
@@ -59,36 +63,36 @@ const checks: Record<keyof Config, Check> = {
   fileMode: mode,
   dirMode: mode,
   bcryptCost: (v, key) => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 4 || v > 31) throw new ConfigError(`apie.json: "${key}" must be an integer from 4 to 31`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 4 || v > 31) throw misconfigured(`apie.json: "${key}" must be an integer from 4 to 31`);
     return v;
   },
   tokenTtlSeconds: positiveInt,
   corsOrigins: (v, key) => {
     if (!Array.isArray(v) || !v.every((o) => typeof o === 'string' && (o === '*' || (/^https?:/.test(o) && isOrigin(o))))) {
-      throw new ConfigError(`apie.json: "${key}" must be a list of origins such as "https://app.example.com"`);
+      throw misconfigured(`apie.json: "${key}" must be a list of origins such as "https://app.example.com"`);
     }
     return v;
   },
   storageBaseUrl: (v, key) => {
     if (v === null || (typeof v === 'string' && /^https?:\/\/\S+$/.test(v))) return typeof v === 'string' ? v.replace(/\/+$/, '') : v;
-    throw new ConfigError(`apie.json: "${key}" must be an http(s) URL or null`);
+    throw misconfigured(`apie.json: "${key}" must be an http(s) URL or null`);
   },
   lockStaleSeconds: (v, key) => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 2 || v > 3600) throw new ConfigError(`apie.json: "${key}" must be an integer from 2 to 3600`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 2 || v > 3600) throw misconfigured(`apie.json: "${key}" must be an integer from 2 to 3600`);
     return v;
   },
   storageStatic: (v, key) => {
-    if (typeof v !== 'boolean') throw new ConfigError(`apie.json: "${key}" must be true or false`);
+    if (typeof v !== 'boolean') throw misconfigured(`apie.json: "${key}" must be true or false`);
     return v;
   },
 };
 
 /** Validates parsed apie.json content and fills in the defaults. */
 export function parseConfig(raw: unknown): Config {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('apie.json: must hold a JSON object');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw misconfigured('apie.json: must hold a JSON object');
   const config: Record<string, unknown> = { ...defaults };
   for (const [key, value] of Object.entries(raw)) {
-    if (!Object.hasOwn(checks, key)) throw new ConfigError(`apie.json: unknown key "${key}"`);
+    if (!Object.hasOwn(checks, key)) throw misconfigured(`apie.json: unknown key "${key}"`);
     config[key] = checks[key as keyof Config](value, key);
   }
   return config as unknown as Config;
@@ -109,7 +113,21 @@ export function loadConfig(dataDir: string): Config {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`apie.json: not valid JSON (${(err as Error).message})`);
+    throw misconfigured(`apie.json: not valid JSON (${(err as Error).message})`, err);
   }
   return parseConfig(raw);
+}
+
+/**
+ * The CORS origins of a data directory whose apie.json does not load, as far
+ * as they can be read ([] otherwise), so the browser app that made a request
+ * can still read the error.
+ */
+export function corsOriginsDespiteErrors(dataDir: string): string[] {
+  try {
+    const raw = JSON.parse(readFileNoFollow(dataDir, 'apie.json')?.toString('utf8') ?? '{}');
+    return checks.corsOrigins(raw.corsOrigins ?? [], 'corsOrigins') as string[];
+  } catch {
+    return [];
+  }
 }

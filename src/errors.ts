@@ -22,7 +22,7 @@ export type ErrorCode =
   | 'internal';
 
 /** The HTTP status of each code: the one table. */
-export const STATUS: Record<ErrorCode, number> = {
+const STATUS: Record<ErrorCode, number> = {
   'bad-request': 400,
   unauthorized: 401,
   forbidden: 403,
@@ -40,41 +40,26 @@ export const STATUS: Record<ErrorCode, number> = {
   internal: 500,
 };
 
-export interface ApieErrorOptions {
+interface ApieErrorOptions {
   /** The error this one wraps, kept for the log. */
   cause?: unknown;
   /** Response headers that belong with the error (Allow, Retry-After, WWW-Authenticate…). */
   headers?: Record<string, string>;
+  /** Facts a caller may act on, e.g. the log's last hash with a failed If-Match. */
+  data?: Record<string, string>;
 }
 
 export class ApieError extends Error {
   readonly code: ErrorCode;
   readonly headers: Record<string, string>;
+  readonly data: Record<string, string>;
   constructor(code: ErrorCode, message: string, opts: ApieErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'ApieError';
     this.code = code;
     this.headers = opts.headers ?? {};
+    this.data = opts.data ?? {};
   }
-  get status(): number {
-    return STATUS[this.code];
-  }
-}
-
-/** @deprecated being replaced by ApieError (issue 10). */
-export class HttpError extends Error {
-  readonly status: number;
-  readonly headers: Record<string, string>;
-  constructor(status: number, message: string, headers: Record<string, string> = {}) {
-    super(message);
-    this.status = status;
-    this.headers = headers;
-  }
-}
-
-/** @deprecated being replaced by `new ApieError(code, message)` (issue 10). */
-export function httpError(status: number, message: string, headers?: Record<string, string>): HttpError {
-  return new HttpError(status, message, headers);
 }
 
 /** The JSON error response for any thrown value; unexpected ones are logged, never leaked. */
@@ -83,12 +68,11 @@ export function errorResponse(err: unknown): ApieResponse {
   let message = 'internal error';
   let headers: Record<string, string> = {};
   if (err instanceof ApieError) {
-    ({ status, message, headers } = err);
+    ({ message, headers } = err);
+    status = STATUS[err.code];
     // Server-side failures are logged with their cause; the client sees only the message.
     // A string cause is a detail for the operator (paths, the account), never for the client.
     if (status >= 500) console.error(err.cause instanceof Error ? `${message}: ${err.cause.stack}` : err.cause !== undefined ? `${message} (${err.cause})` : message);
-  } else if (err instanceof HttpError) {
-    ({ status, message, headers } = err);
   } else {
     // stderr is Apache's error log under CGI; stdout is the response.
     console.error(err instanceof Error ? err.stack : err);

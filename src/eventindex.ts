@@ -4,9 +4,9 @@
 // committed count. `table`: an on-disk open-addressing hash table from those
 // prefixes to sequence numbers. Keys are prefixes, so every hit is a candidate
 // the caller confirms against the record itself.
-import { closeSync, fdatasyncSync, fstatSync, openSync, readSync, renameSync, writeSync, fchmodSync, rmSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, openSync, renameSync, fchmodSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { fsyncPath } from './fsutil.ts';
+import { fsyncPath, readFully, writeFully } from './fsutil.ts';
 
 export const ENTRY_SIZE = 24;
 export const KIND_HASH = 1;
@@ -49,6 +49,8 @@ export function idKey(eventId: string): Buffer {
   const key = Buffer.alloc(8);
   key.writeUInt32LE(fnv(bytes, 0x811c9dc5), 0);
   key.writeUInt32LE(fnv(bytes, 0x2f6b5a13), 4);
+  // All zeros means "no eventId" in an offsets entry: an id that hashes to it
+  // takes another key, or it would never be indexed nor found.
   return key.equals(NO_KEY) ? Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]) : key;
 }
 
@@ -78,23 +80,6 @@ export function readEntries(fd: number, first: number, last: number): Entry[] {
   return entries;
 }
 
-/** Reads buf.length bytes at pos; fewer only at end of file (returns how many). */
-export function readFully(fd: number, buf: Buffer, pos: number): number {
-  let got = 0;
-  while (got < buf.length) {
-    const n = readSync(fd, buf, got, buf.length - got, pos + got);
-    if (n === 0) break;
-    got += n;
-  }
-  return got;
-}
-
-/** Writes all of buf at pos. */
-export function writeFully(fd: number, buf: Buffer, pos: number): void {
-  let done = 0;
-  while (done < buf.length) done += writeSync(fd, buf, done, buf.length - done, pos + done);
-}
-
 export interface TableInfo {
   capacity: number;
   /** Filled slots, including stale ones left by an append that crashed. */
@@ -122,7 +107,7 @@ function writeHeader(fd: number, info: TableInfo): void {
 }
 
 /** Sequence numbers whose slot holds this key and kind, in probe order. */
-export function* candidates(fd: number, info: TableInfo, key: Buffer, kind: number): Generator<number> {
+export function* seqsWithKey(fd: number, info: TableInfo, key: Buffer, kind: number): Generator<number> {
   const mask = info.capacity - 1;
   const chunk = Buffer.allocUnsafe(8 * SLOT);
   let slot = key.readUInt32LE(0) & mask;

@@ -8,21 +8,22 @@ import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, fchmodSy
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from './config.ts';
-import { ensureDir, narrowedMode, whenFull } from './fsutil.ts';
+import { ApieError } from './errors.ts';
+import { ensureDir, narrowedMode, readFully, whenFull, writeFully } from './fsutil.ts';
 import { SafeDir } from './nofollow.ts';
 import {
-  ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, encodeEntries, hashKey, idKey, insertSlots, readEntries, readFully,
-  rebuildTable, slotsOf, tableInfo, writeFully, type Entry,
+  ENTRY_SIZE, KIND_HASH, KIND_ID, seqsWithKey, encodeEntries, hashKey, idKey, insertSlots, readEntries,
+  rebuildTable, slotsOf, tableInfo, type Entry,
 } from './eventindex.ts';
 import {
-  EMPTY_HASH, LogCorrupt, LogReader, NL, NO_ID, encodeRecord, eventIdOf, eventsDir, objectEventId, parseRecord, recordLength, type StoredEvent,
+  EMPTY_HASH, LogReader, NL, damagedAt, NO_ID, encodeRecord, eventIdOf, eventsDir, objectEventId, parseRecord, recordLength, type StoredEvent,
 } from './eventreader.ts';
 import { withLock } from './lock.ts';
 
-export { EMPTY_HASH, LogCorrupt, LogReader, count, eventsDir, head, waitForMore, type StoredEvent } from './eventreader.ts';
+export { EMPTY_HASH, LogReader, count, eventsDir, head, parseEventObject, waitForMore, type StoredEvent } from './eventreader.ts';
 
 /** An event as the API creates it; J is JSON.stringify of these fields in this order. */
-export interface NewEvent {
+interface NewEvent {
   eventId: string;
   eventType: string;
   body: unknown;
@@ -36,19 +37,16 @@ export interface AppendRequest {
   ifMatch?: string[];
 }
 
-export type AppendResult =
-  | { outcome: 'appended' | 'existing'; event: StoredEvent }
-  | { outcome: 'conflict'; message: string }
-  | { outcome: 'precondition-failed'; message: string; lastHash: string }
-  /** This request alone failed (the others of its batch are decided on their own). */
-  | { outcome: 'failed'; error: unknown };
+/** A stored event, new or found again for a retried eventId. */
+export interface AppendResult {
+  outcome: 'appended' | 'existing';
+  event: StoredEvent;
+}
 
-type Hasher = (prev: string, json: Buffer) => string;
-
-async function loadHasher(): Promise<Hasher> {
-  // Loaded at the point of use: reads never hash.
-  const { createHash } = await import('node:crypto');
-  return (prev, json) => createHash('sha256').update(prev + '\n').update(json).digest('hex');
+/** The chain: H(n) = sha256(H(n-1) + "\n" + J(n)), in lowercase hex. */
+export function chainHash(prev: string, json: Uint8Array): string {
+  // node:crypto is loaded here, at the first hash: reads never hash.
+  return process.getBuiltinModule('node:crypto').createHash('sha256').update(`${prev}\n`).update(json).digest('hex');
 }
 
 /** The write side, used only while holding the lock. */
@@ -57,12 +55,10 @@ class LogWriter extends LogReader {
   private end = 0;
   private last = EMPTY_HASH;
   private readonly mode: number;
-  private readonly sha: Hasher;
 
-  constructor(dataDir: string, config: Config, sha: Hasher) {
+  constructor(dataDir: string, config: Config) {
     super(dataDir, 'r+');
     this.mode = config.fileMode;
-    this.sha = sha;
   }
 
   /**
@@ -85,7 +81,7 @@ class LogWriter extends LogReader {
     }
     const { found, cut } = this.scanTail(logSize);
     // Only an unsynced tail may be dropped; never a record that was committed.
-    if (this.n + found.length < committed) throw new LogCorrupt(this.n + found.length + 1, 'committed record is missing or damaged');
+    if (this.n + found.length < committed) throw damagedAt(this.n + found.length + 1, 'committed record is missing or damaged');
     if (size !== this.n * ENTRY_SIZE) ftruncateSync(this.offsetsFd!, this.n * ENTRY_SIZE);
     if (cut < logSize) ftruncateSync(this.logFd!, cut);
     this.completeTable();
@@ -99,7 +95,7 @@ class LogWriter extends LogReader {
     const found: { hash: string; json: Buffer }[] = [];
     let pos = 0;
     let prev = this.last;
-    for (let r = parseRecord(tail, 0); r && this.sha(prev, r.json) === r.hash; r = parseRecord(tail, pos)) {
+    for (let r = parseRecord(tail, 0); r && chainHash(prev, r.json) === r.hash; r = parseRecord(tail, pos)) {
       found.push({ hash: r.hash, json: r.json });
       prev = r.hash;
       pos = r.end;
@@ -181,9 +177,13 @@ class LogWriter extends LogReader {
     this.last = records[records.length - 1].hash;
   }
 
-  /** Appends new events as one batch, deciding each request in order. */
-  append(requests: AppendRequest[]): AppendResult[] {
-    const results: AppendResult[] = [];
+  /**
+   * Appends new events as one batch, deciding each request in order. A refused
+   * request gets its error ('conflict', 'precondition-failed') in its place:
+   * the others in the batch go ahead.
+   */
+  append(requests: AppendRequest[]): (AppendResult | ApieError)[] {
+    const results: (AppendResult | ApieError)[] = [];
     const batch: { hash: string; json: Buffer }[] = [];
     const pendingIds = new Map<string, { seq: number; event: NewEvent; hash: string; json: Buffer }>();
     let last = this.last;
@@ -198,24 +198,24 @@ class LogWriter extends LogReader {
           const same = parsed.eventType === event.eventType && isDeepStrictEqual(parsed.body, event.body);
           results.push(same
             ? { outcome: 'existing', event: { seq: stored.seq, hash: stored.hash, json: stored.json } }
-            : { outcome: 'conflict', message: `eventId ${event.eventId} is already in the log with other content` });
+            : new ApieError('conflict', `eventId ${event.eventId} is already in the log with other content`));
           continue;
         }
         if (ifMatch && !ifMatch.includes('*') && !ifMatch.includes(last)) {
-          results.push({ outcome: 'precondition-failed', message: `the log's last hash is ${last}, not the one in If-Match`, lastHash: last });
+          results.push(new ApieError('precondition-failed', `the log's last hash is ${last}, not the one in If-Match`, { data: { lastHash: last } }));
           continue;
         }
         const json = Buffer.from(JSON.stringify({
           eventId: event.eventId, eventType: event.eventType, body: event.body, createdBy: event.createdBy, createdAt: event.createdAt,
         }));
-        const hash = this.sha(last, json);
+        const hash = chainHash(last, json);
         const stored = { seq: this.n + batch.length + 1, hash, json };
         batch.push({ hash, json });
         pendingIds.set(event.eventId, { ...stored, event });
         results.push({ outcome: 'appended', event: stored });
         last = hash;
       } catch (error) {
-        results.push({ outcome: 'failed', error });
+        results.push(error instanceof ApieError ? error : new ApieError('internal', 'internal error', { cause: error }));
       }
     }
     if (batch.length) this.commit(batch, this.end, Buffer.concat(batch.map((r) => encodeRecord(r.hash, r.json))));
@@ -224,10 +224,10 @@ class LogWriter extends LogReader {
 
   /** Appends exact JSON bytes that continue the chain after `after`. */
   appendRaw(after: string, jsons: Buffer[]): { count: number; hash: string } {
-    if (after !== this.last) throw new Error(`the log ends at ${this.last}, the import continues ${after}`);
+    if (after !== this.last) throw new ApieError('conflict', `the log ends at ${this.last}, the import continues ${after}`);
     const records: { hash: string; json: Buffer }[] = [];
     let prev = this.last;
-    for (const json of jsons) records.push({ hash: (prev = this.sha(prev, json)), json });
+    for (const json of jsons) records.push({ hash: (prev = chainHash(prev, json)), json });
     // In slices, so memory stays bounded for big imports.
     for (let i = 0; i < records.length; i += 10_000) {
       const slice = records.slice(i, i + 10_000);
@@ -256,10 +256,10 @@ class LogWriter extends LogReader {
       const entries = readEntries(this.offsetsFd!, first, last);
       this.readRange(first, last).forEach((e, i) => {
         const seq = first + i;
-        if (entries[i].offset !== expect) throw new LogCorrupt(seq, 'offsets entry does not point at its record');
-        if (this.sha(prev, e.json) !== e.hash) throw new LogCorrupt(seq, 'hash does not match the previous hash and the stored bytes');
+        if (entries[i].offset !== expect) throw damagedAt(seq, 'offsets entry does not point at its record');
+        if (chainHash(prev, e.json) !== e.hash) throw damagedAt(seq, 'hash does not match the previous hash and the stored bytes');
         const id = objectEventId(e.json, seq);
-        if (!(id === undefined ? NO_ID : idKey(id)).equals(entries[i].idKey)) throw new LogCorrupt(seq, 'offsets entry names another eventId');
+        if (!(id === undefined ? NO_ID : idKey(id)).equals(entries[i].idKey)) throw damagedAt(seq, 'offsets entry names another eventId');
         if (tableOk && (!this.tableHas(hashKey(e.hash), KIND_HASH, seq) || (id !== undefined && !this.tableHas(idKey(id), KIND_ID, seq)))) tableOk = false;
         prev = e.hash;
         expect += recordLength(e.hash, e.json);
@@ -273,7 +273,7 @@ class LogWriter extends LogReader {
   }
 
   private tableHas(key: Buffer, kind: number, seq: number): boolean {
-    for (const s of candidates(this.tableFd!, this.table!, key, kind)) if (s === seq) return true;
+    for (const s of seqsWithKey(this.tableFd!, this.table!, key, kind)) if (s === seq) return true;
     return false;
   }
 }
@@ -297,7 +297,8 @@ function createFiles(dataDir: string, mode: number): void {
 }
 
 async function withWriter<T>(dataDir: string, config: Config, fn: (w: LogWriter) => T): Promise<T> {
-  const sha = await loadHasher();
+  // Loaded before the lock: its ~3 ms would otherwise be spent holding it.
+  process.getBuiltinModule('node:crypto');
   if (!existsSync(dataDir)) ensureDir(dataDir, config.dirMode);
   // Made here when missing; a link in its place is damage, found before the lock is taken inside it.
   const root = SafeDir.open(dataDir)!;
@@ -309,7 +310,7 @@ async function withWriter<T>(dataDir: string, config: Config, fn: (w: LogWriter)
   try {
     return await withLock(join(eventsDir(dataDir), 'log'), config, () => {
       createFiles(dataDir, config.fileMode);
-      const writer = new LogWriter(dataDir, config, sha);
+      const writer = new LogWriter(dataDir, config);
       try {
         writer.reconcile();
         return fn(writer);
@@ -323,8 +324,8 @@ async function withWriter<T>(dataDir: string, config: Config, fn: (w: LogWriter)
   }
 }
 
-/** Appends a batch of events under one lock with one fdatasync per file; one result per request. */
-export function appendEvents(dataDir: string, config: Config, requests: AppendRequest[]): Promise<AppendResult[]> {
+/** Appends a batch of events under one lock with one fdatasync per file; one result (or refusal) per request. */
+export function appendEvents(dataDir: string, config: Config, requests: AppendRequest[]): Promise<(AppendResult | ApieError)[]> {
   return withWriter(dataDir, config, (w) => w.append(requests));
 }
 
@@ -335,7 +336,7 @@ export function appendRaw(dataDir: string, config: Config, after: string, jsons:
 
 /**
  * Repairs a crashed append, restores file modes and recomputes the whole chain
- * from disk; throws LogCorrupt naming the first bad event.
+ * from disk; throws a 'damaged' ApieError naming the first bad event.
  */
 export function verifyLog(dataDir: string, config: Config): Promise<{ count: number; hash: string; tableRebuilt: boolean }> {
   return withWriter(dataDir, config, (w) => {

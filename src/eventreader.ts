@@ -2,8 +2,11 @@
 // committed events, fixed when opened, that takes no lock and loads no crypto.
 import { closeSync, constants, existsSync, fstatSync, watch } from 'node:fs';
 import { join } from 'node:path';
+import { ApieError } from './errors.ts';
+import { ENTRY_SIZE, KIND_HASH, KIND_ID, seqsWithKey, hashKey, idKey, readEntries, tableInfo, type TableInfo } from './eventindex.ts';
+import { readFully } from './fsutil.ts';
 import { SafeDir } from './nofollow.ts';
-import { ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, hashKey, idKey, readEntries, readFully, tableInfo, type TableInfo } from './eventindex.ts';
+import { HASH_RE } from './sha256.ts';
 
 /** sha256(""): the hash of the empty log, and the "previous hash" of the first event. */
 export const EMPTY_HASH = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
@@ -15,16 +18,11 @@ export interface StoredEvent {
   json: Buffer;
 }
 
-/** The log is damaged at `position` (1-based event number); the message says how. */
-export class LogCorrupt extends Error {
-  readonly position: number;
-  constructor(position: number, what: string) {
-    super(`event ${position}: ${what}`);
-    this.position = position;
-  }
+/** The error for a log damaged at `position` (1-based event number): the operator's problem, said without file details. */
+export function damagedAt(position: number, what: string): ApieError {
+  return new ApieError('damaged', `the event log is damaged at event ${position}: ${what}`);
 }
 
-const HASH_RE = /^[0-9a-f]{64}$/;
 export const NL = 0x0a;
 // Longest record header: 64 hex, a space, up to 15 digits, a newline.
 const MAX_HEADER = 81;
@@ -34,7 +32,7 @@ export function eventsDir(dataDir: string): string {
   return join(dataDir, 'events');
 }
 
-interface Parsed {
+interface ParsedRecord {
   hash: string;
   json: Buffer;
   /** Position just after the record's closing newline. */
@@ -42,7 +40,7 @@ interface Parsed {
 }
 
 /** Parses the record at buf[pos…]; undefined when it is cut short or malformed. */
-export function parseRecord(buf: Buffer, pos: number): Parsed | undefined {
+export function parseRecord(buf: Buffer, pos: number): ParsedRecord | undefined {
   if (buf.length - pos < 67 || buf[pos + 64] !== 0x20) return undefined;
   const hash = buf.toString('latin1', pos, pos + 64);
   if (!HASH_RE.test(hash)) return undefined;
@@ -65,26 +63,28 @@ export function encodeRecord(hash: string, json: Buffer): Buffer {
   return Buffer.concat([Buffer.from(`${hash} ${json.length}\n`, 'latin1'), json, Buffer.of(NL)]);
 }
 
-export function eventIdOf(json: Buffer): string | undefined {
+/** Stored bytes as the JSON object every event is, or null when they are not one. */
+export function parseEventObject(json: Buffer): Record<string, unknown> | null {
+  let value: unknown;
   try {
-    const id = JSON.parse(json.toString('utf8'))?.eventId;
-    return typeof id === 'string' ? id : undefined;
+    value = JSON.parse(json.toString('utf8'));
   } catch {
-    return undefined;
+    return null;
   }
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+}
+
+export function eventIdOf(json: Buffer): string | undefined {
+  const id = parseEventObject(json)?.eventId;
+  return typeof id === 'string' ? id : undefined;
 }
 
 export const NO_ID = Buffer.alloc(8);
 
 // The eventId of stored bytes that must be a JSON object (checked by verify).
 export function objectEventId(json: Buffer, seq: number): string | undefined {
-  let value;
-  try {
-    value = JSON.parse(json.toString('utf8'));
-  } catch {
-    throw new LogCorrupt(seq, 'stored bytes are not JSON');
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new LogCorrupt(seq, 'stored bytes are not a JSON object');
+  const value = parseEventObject(json);
+  if (!value) throw damagedAt(seq, 'stored bytes are not a JSON object');
   return typeof value.eventId === 'string' ? value.eventId : undefined;
 }
 
@@ -158,7 +158,7 @@ export class LogReader {
   private lookup(key: Buffer, kind: number, confirm: (seq: number) => boolean): number | undefined {
     const seen = new Set<number>();
     if (this.table && this.tableFd !== undefined) {
-      for (const seq of candidates(this.tableFd, this.table, key, kind)) {
+      for (const seq of seqsWithKey(this.tableFd, this.table, key, kind)) {
         // Slots past the count belong to an append not (yet) committed.
         if (seq <= this.count && !seen.has(seq) && confirm(seq)) return seq;
         seen.add(seq);
@@ -184,8 +184,8 @@ export class LogReader {
     const nl = buf.subarray(0, got).indexOf(NL);
     const hash = buf.toString('latin1', 0, 64);
     const length = Number(buf.toString('latin1', 65, nl));
-    if (nl < 66 || !HASH_RE.test(hash) || !Number.isSafeInteger(length)) throw new LogCorrupt(seq, 'record header is damaged');
-    if (!hashKey(hash).equals(entry.hashKey)) throw new LogCorrupt(seq, 'offsets entry does not match its record');
+    if (nl < 66 || !HASH_RE.test(hash) || !Number.isSafeInteger(length)) throw damagedAt(seq, 'record header is damaged');
+    if (!hashKey(hash).equals(entry.hashKey)) throw damagedAt(seq, 'offsets entry does not match its record');
     const start = entry.offset + nl + 1;
     return { hash, offset: entry.offset, start, end: start + length + 1 };
   }
@@ -208,8 +208,8 @@ export class LogReader {
     readFully(this.logFd!, buf, start);
     return entries.map((e, i) => {
       const r = parseRecord(buf, e.offset - start);
-      if (!r) throw new LogCorrupt(first + i, 'record is damaged');
-      if (!hashKey(r.hash).equals(e.hashKey)) throw new LogCorrupt(first + i, 'offsets entry does not match its record');
+      if (!r) throw damagedAt(first + i, 'record is damaged');
+      if (!hashKey(r.hash).equals(e.hashKey)) throw damagedAt(first + i, 'offsets entry does not match its record');
       return { seq: first + i, hash: r.hash, json: r.json };
     });
   }

@@ -1,5 +1,6 @@
-// Durable file primitives: atomic replace, fsync of files and directories.
-import { chmodSync, chownSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
+// File primitives: atomic replace, fsync of files and directories, whole
+// reads and writes at a position, and "missing is null".
+import { chmodSync, chownSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
 import { ApieError } from './errors.ts';
 
@@ -38,9 +39,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
   const fd = openSync(tmp, 'wx', mode);
   try {
     try {
-      const buf = typeof data === 'string' ? Buffer.from(data) : data;
-      let off = 0;
-      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+      writeFully(fd, typeof data === 'string' ? Buffer.from(data) : data, 0);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -98,4 +97,36 @@ export function whenFull(err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
   return new ApieError('insufficient-storage', code === 'EDQUOT' ? 'the disk quota is exhausted: nothing was written' : 'the disk is full: nothing was written', { cause: err });
+}
+
+/** What fn returns, or null when the path it works on does not exist (ENOENT); other errors are thrown. */
+export function ifExists<T>(fn: () => T): T | null {
+  try {
+    return fn();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+/** A file's text, or null when there is no such file. */
+export function readTextOrNull(file: string): string | null {
+  return ifExists(() => readFileSync(file, 'utf8'));
+}
+
+/** Reads buf.length bytes at pos; fewer only at end of file (returns how many). */
+export function readFully(fd: number, buf: Uint8Array, pos: number): number {
+  let got = 0;
+  while (got < buf.length) {
+    const n = readSync(fd, buf, got, buf.length - got, pos + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
+
+/** Writes all of buf at pos. */
+export function writeFully(fd: number, buf: Uint8Array, pos: number): void {
+  let done = 0;
+  while (done < buf.length) done += writeSync(fd, buf, done, buf.length - done, pos + done);
 }

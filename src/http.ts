@@ -1,6 +1,7 @@
 // HTTP helpers that know nothing of storage: JSON responses, bodies, ETags,
 // ranges, Content-Disposition and CORS.
-import { httpError } from './errors.ts';
+import { ApieError } from './errors.ts';
+import { HASH_RE } from './sha256.ts';
 import { parseStrictJson } from './strictjson.ts';
 import type { ApieRequest, ApieResponse } from './types.ts';
 
@@ -10,14 +11,14 @@ export function json(value: unknown, status = 200, headers: Record<string, strin
 }
 
 /** Reads the whole body, answering 413 as soon as it grows past `limit` bytes. */
-export async function readBody(req: ApieRequest, limit: number): Promise<Buffer> {
+async function readBody(req: ApieRequest, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (declared > limit) throw httpError(413, `request body is over the limit of ${limit} bytes`);
+  if (declared > limit) throw new ApieError('too-large', `request body is over the limit of ${limit} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req.body) {
     size += chunk.length;
-    if (size > limit) throw httpError(413, `request body is over the limit of ${limit} bytes`);
+    if (size > limit) throw new ApieError('too-large', `request body is over the limit of ${limit} bytes`);
     chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
   }
   return Buffer.concat(chunks, size);
@@ -28,11 +29,9 @@ export async function readJson(req: ApieRequest, limit: number): Promise<unknown
   return parseStrictJson(await readBody(req, limit));
 }
 
-export const HASH_RE = /^[0-9a-f]{64}$/;
-
 /** Checks a hash from a path or query; anything but 64 lowercase hex characters is 400. */
 export function parseHash(value: string, what = 'hash'): string {
-  if (!HASH_RE.test(value)) throw httpError(400, `${what} must be 64 lowercase hex characters (SHA-256)`);
+  if (!HASH_RE.test(value)) throw new ApieError('bad-request', `${what} must be 64 lowercase hex characters (SHA-256)`);
   return value;
 }
 
@@ -45,7 +44,7 @@ export function parseEtags(header: string): string[] {
   for (const part of header.split(',')) {
     const tag = part.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
     if (tag === '') continue;
-    if (tag !== '*' && !HASH_RE.test(tag)) throw httpError(400, 'If-Match / If-None-Match must hold a SHA-256 hash or *');
+    if (tag !== '*' && !HASH_RE.test(tag)) throw new ApieError('bad-request', 'If-Match / If-None-Match must hold a SHA-256 hash or *');
     tags.push(tag);
   }
   return tags;
@@ -94,7 +93,7 @@ export function parseRange(header: string | undefined, size: number): [number, n
 }
 
 function unsatisfiable(size: number) {
-  return httpError(416, 'range not satisfiable', { 'Content-Range': `bytes */${size}` });
+  return new ApieError('range-not-satisfiable', 'range not satisfiable', { headers: { 'Content-Range': `bytes */${size}` } });
 }
 
 /** Content-Disposition for a download name, with an RFC 6266/5987 filename* for non-ASCII. */

@@ -7,6 +7,7 @@
 import { existsSync, fstatSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
+import { ApieError } from './errors.ts';
 import { ENTRY_SIZE, tableInfo } from './eventindex.ts';
 import { appendEvents, eventsDir, LogReader, type AppendRequest, type AppendResult } from './eventlog.ts';
 import type { EventStore } from './eventstore.ts';
@@ -86,7 +87,11 @@ export class LiveStore implements EventStore {
       this.queue = [];
       try {
         const results = await appendEvents(this.dataDir, this.config, group.map((p) => p.request));
-        group.forEach((p, i) => p.resolve(results[i]));
+        group.forEach((p, i) => {
+          const result = results[i];
+          if (result instanceof ApieError) p.reject(result);
+          else p.resolve(result);
+        });
       } catch (err) {
         group.forEach((p) => p.reject(err));
       }

@@ -9,7 +9,7 @@ import { programName } from './executable.ts';
 import { readFileNoFollow } from './nofollow.ts';
 import type { User } from './types.ts';
 
-export interface Passwd {
+interface Passwd {
   users: Map<string, User>;
   /** Malformed lines, with their 1-based line numbers. */
   problems: string[];
@@ -48,7 +48,7 @@ export function passwordProblem(password: string): string | null {
 }
 
 /** The path of DIR/passwd. */
-export function passwdPath(dataDir: string): string {
+function passwdPath(dataDir: string): string {
   return join(dataDir, 'passwd');
 }
 

@@ -29,6 +29,8 @@ const routes: Route[] = [
       GET: async () => (await events()).getEvents,
       PUT: async () => (await events()).appendEvent,
       POST: async () => (await events()).appendEvent,
+      // Its own HEAD: the count and last hash without loading the events.
+      HEAD: async () => (await events()).headEvents,
     },
   },
   { pattern: /^\/events\/verify$/, methods: { POST: async () => (await events()).verifyEvents } },
@@ -65,21 +67,24 @@ function owner(path: string): { route: Route; params: string[] } | null {
 export function allowed(path: string): string | null {
   const found = owner(path);
   if (!found) return null;
-  const methods = Object.keys(found.route.methods);
-  if (methods.includes('GET')) methods.push('HEAD');
-  methods.push('OPTIONS');
-  return methods.join(', ');
+  const methods = new Set(Object.keys(found.route.methods));
+  if (methods.has('GET')) methods.add('HEAD');
+  methods.add('OPTIONS');
+  return [...methods].join(', ');
 }
 
 /**
  * Finds the handler for a method and path: the route that owns the path
- * (the first whose pattern matches). Another method there is 405 with Allow.
+ * (the first whose pattern matches); HEAD is GET's handler unless the route
+ * has its own (the body is dropped in app.ts either way). Another method
+ * there is 405 with Allow.
  */
 export function route(method: string, path: string): Match {
-  const lookup = method === 'HEAD' ? 'GET' : method;
   const found = owner(path);
   if (!found) throw new ApieError('not-found', `no such path: ${path}`);
-  if (Object.hasOwn(found.route.methods, lookup)) return { load: found.route.methods[lookup], params: found.params, public: found.route.public === true };
+  const { methods } = found.route;
+  const lookup = method === 'HEAD' && !Object.hasOwn(methods, 'HEAD') ? 'GET' : method;
+  if (Object.hasOwn(methods, lookup)) return { load: methods[lookup], params: found.params, public: found.route.public === true };
   const allow = allowed(path)!;
   throw new ApieError('method-not-allowed', `${method} is not allowed here; allowed: ${allow}`, { headers: { Allow: allow } });
 }

@@ -1,13 +1,13 @@
 // The HTTP server front end (node:http) around the same handle() as CGI.
 import { createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { handle } from './app.ts';
+import { handle, refuse } from './app.ts';
+import { ApieError, errorResponse } from './errors.ts';
 import { LiveStore } from './livelog.ts';
 import { openToSend } from './nofollow.ts';
-import { ApieError, errorResponse, httpError } from './errors.ts';
 import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
-export interface ServerOptions {
+interface ServerOptions {
   host: string;
   port: number;
   ctx: Context;
@@ -28,8 +28,8 @@ export function requestFromHttp(req: IncomingMessage): ApieRequest {
   let path: string;
   try {
     path = decodeURIComponent(url.pathname);
-  } catch {
-    throw httpError(400, 'malformed percent-encoding in the path');
+  } catch (err) {
+    throw new ApieError('bad-request', 'malformed percent-encoding in the path', { cause: err });
   }
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(req.headers)) {
@@ -56,8 +56,6 @@ async function send(res: ServerResponse, out: ApieResponse): Promise<number> {
       return send(res, Object.assign(out, errorResponse(err)));
     }
   }
-  const length = bodyLength(out.body);
-  if (length !== undefined && out.status !== 304 && out.headers['Content-Length'] === undefined) out.headers['Content-Length'] = length;
   res.writeHead(out.status, out.headers);
   const { body } = out;
   if (body === null || body === undefined) {
@@ -83,15 +81,16 @@ async function send(res: ServerResponse, out: ApieResponse): Promise<number> {
     }
     res.end();
   }
-  return length ?? 0;
+  return bodyLength(body) ?? 0;
 }
 
-// Ends long polls and event streams when the server stops.
-const shutdown = new AbortController();
+// Each server's signal that ends its long polls and event streams when it stops.
+const shutdowns = new WeakMap<Server, AbortController>();
 
 /** Starts listening; resolves once the port is bound. */
 export function startServer(opts: ServerOptions): Promise<Server> {
   const events = new LiveStore(opts.ctx.dataDir, opts.ctx.config);
+  const shutdown = new AbortController();
   // Node checks the header and request timeouts on this interval (30 s by
   // default, so a 20 s limit came to 20–50 s): once a second keeps it 20–21 s.
   const server = createServer({ connectionsCheckingInterval: 1000 }, async (req, res) => {
@@ -104,7 +103,8 @@ export function startServer(opts: ServerOptions): Promise<Server> {
     try {
       out = await handle({ ...requestFromHttp(req), signal: gone.signal }, ctx);
     } catch (err) {
-      out = errorResponse(err);
+      // handle() never throws: the request could not be built (a bad %-escape).
+      out = refuse((req.method ?? 'GET').toUpperCase(), req.headers.origin, err, ctx.config.corsOrigins);
     }
     // A body left unread (a 413, a 401 on an upload) is not drained: close instead.
     if (!req.complete) out.headers.Connection = 'close';
@@ -120,6 +120,7 @@ export function startServer(opts: ServerOptions): Promise<Server> {
   server.headersTimeout = 20_000;
   // Uploads of gigabytes may take long: no limit on the whole request.
   server.requestTimeout = 0;
+  shutdowns.set(server, shutdown);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve(server));
@@ -133,7 +134,7 @@ export function startServer(opts: ServerOptions): Promise<Server> {
 export function stopServer(server: Server, graceMs = 10_000): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
-    shutdown.abort();
+    shutdowns.get(server)?.abort();
     server.closeIdleConnections();
     setTimeout(() => server.closeAllConnections(), graceMs).unref();
   });

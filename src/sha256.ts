@@ -3,6 +3,9 @@
 // pulls in ~35 internal modules); hashing a token's few dozen bytes here
 // costs microseconds. test/sha256.test.ts checks it against node:crypto.
 
+/** A SHA-256 as Apie writes every hash (events, blobs): 64 lowercase hex characters, nothing else. */
+export const HASH_RE = /^[0-9a-f]{64}$/;
+
 const K = new Uint32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
   0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,

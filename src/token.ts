@@ -9,7 +9,7 @@ import { ApieError } from './errors.ts';
 import { whenFull, writeFileAtomic } from './fsutil.ts';
 import { SafeDir, readFileNoFollow } from './nofollow.ts';
 import { MAX_NAME_LENGTH } from './passwd.ts';
-import { constantTimeEqual, hmacSha256 } from './sha256.ts';
+import { constantTimeEqual, HASH_RE, hmacSha256 } from './sha256.ts';
 import type { User } from './types.ts';
 
 const SECRET_FILE = 'token-secret';
@@ -23,8 +23,7 @@ function secretPath(dataDir: string): string {
 
 // Random hex from node:crypto, loaded only here: checking a token must not load it.
 function randomHex(bytes: number): string {
-  const { randomBytes } = process.getBuiltinModule('node:crypto') as typeof import('node:crypto');
-  return randomBytes(bytes).toString('hex');
+  return process.getBuiltinModule('node:crypto').randomBytes(bytes).toString('hex');
 }
 
 function newSecret(): string {
@@ -42,8 +41,9 @@ function readSecret(dataDir: string): Buffer | null {
   }
   if (bytes === null) return null;
   const text = bytes.toString('utf8').trim();
-  // An empty or truncated secret would make tokens forgeable: refuse it.
-  if (!/^[0-9a-f]{64}$/.test(text)) throw new Error(`${SECRET_FILE} is damaged; run \`apie token rotate\``);
+  // An empty or truncated secret would make tokens forgeable: refuse it. (32
+  // random bytes in hex have the shape of a hash.)
+  if (!HASH_RE.test(text)) throw new Error(`${SECRET_FILE} is damaged; run \`apie token rotate\``);
   return Buffer.from(text, 'hex');
 }
 

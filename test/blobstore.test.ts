@@ -4,8 +4,9 @@ import { mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync, existsSync }
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { StoreError, deleteBlob, findBlob, nameProblem, putBlob, staticPath, verifyBlobs } from '../src/blobstore.ts';
+import { deleteBlob, findBlob, nameProblem, putBlob, staticPath, verifyBlobs } from '../src/blobstore.ts';
 import { defaults } from '../src/config.ts';
+import { ApieError, type ErrorCode } from '../src/errors.ts';
 import { tempDir } from './lib/harness.ts';
 import { sha256, storeFiles } from './lib/storage.ts';
 
@@ -16,15 +17,16 @@ async function* chunks(...parts: string[]): AsyncGenerator<Uint8Array> {
   for (const p of parts) yield Buffer.from(p);
 }
 
-async function rejects(p: Promise<unknown>, reason: string): Promise<void> {
+async function rejects(p: Promise<unknown>, code: ErrorCode, message: RegExp): Promise<void> {
   try {
     await p;
   } catch (err) {
-    assert.instance(err, StoreError);
-    assert.is((err as StoreError).reason, reason);
+    assert.instance(err, ApieError);
+    assert.is((err as ApieError).code, code);
+    assert.match((err as ApieError).message, message);
     return;
   }
-  assert.unreachable(`expected a ${reason} StoreError`);
+  assert.unreachable(`expected a ${code} ApieError`);
 }
 
 const t = suite<{ dir: string }>('blobstore');
@@ -55,9 +57,9 @@ t('should store chunks under their hash with metadata beside them', async ({ dir
 });
 
 t('should refuse too much, a wrong expected hash and a bad name, leaving nothing', async ({ dir }) => {
-  await rejects(putBlob(dir, config, chunks('a'.repeat(600), 'b'.repeat(600)), opts), 'too-large');
-  await rejects(putBlob(dir, config, chunks('abc'), { ...opts, expected: sha256('abd') }), 'mismatch');
-  await rejects(putBlob(dir, config, chunks('abc'), { ...opts, name: '..' }), 'invalid-name');
+  await rejects(putBlob(dir, config, chunks('a'.repeat(600), 'b'.repeat(600)), opts), 'too-large', /over the limit/);
+  await rejects(putBlob(dir, config, chunks('abc'), { ...opts, expected: sha256('abd') }), 'bad-request', /SHA-256 is/);
+  await rejects(putBlob(dir, config, chunks('abc'), { ...opts, name: '..' }), 'bad-request', /name must not be/);
   assert.equal(storeFiles(dir), []);
 });
 
@@ -80,7 +82,7 @@ t('should delete blob, metadata and the emptied directory; unknown is not-found'
   await deleteBlob(dir, config, hash);
   assert.equal(readdirSync(join(dir, 'storage', 'blobs')), []);
   assert.is(findBlob(dir, hash), null);
-  await rejects(deleteBlob(dir, config, hash), 'not-found');
+  await rejects(deleteBlob(dir, config, hash), 'not-found', /no such blob/);
 });
 
 t('should remove temporary files of dead processes and old ones, not live ones', async ({ dir }) => {

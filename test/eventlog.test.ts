@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaults } from '../src/config.ts';
-import { appendEvents, appendRaw, count, head, LogCorrupt, LogReader, verifyLog, waitForMore, type AppendRequest } from '../src/eventlog.ts';
+import { ApieError } from '../src/errors.ts';
+import { appendEvents, appendRaw, count, head, LogReader, verifyLog, waitForMore, type AppendRequest, type AppendResult } from '../src/eventlog.ts';
 import { tempDir } from './lib/harness.ts';
 import { H0, sha } from './lib/events.ts';
 
@@ -16,6 +17,9 @@ const request = (body: unknown, extra: Partial<AppendRequest> = {}): AppendReque
   event: { eventId: uuid(), eventType: 'test', body, createdBy: 'unit', createdAt: '2026-01-01T00:00:00.000Z' },
   ...extra,
 });
+
+// What became of each request of a batch: stored, or the code of its refusal.
+const outcomes = (results: (AppendResult | ApieError)[]) => results.map((r) => (r instanceof ApieError ? r.code : r.outcome));
 
 function all(dir: string) {
   const r = new LogReader(dir);
@@ -70,12 +74,13 @@ t('should decide a batch in order: If-Match sees earlier appends, a repeated eve
     { event: { ...first.event, body: 'other' } }, // same id, other content
     request(3, { ifMatch: ['*'] }),
   ]);
-  assert.equal(results.map((r) => r.outcome), ['appended', 'precondition-failed', 'existing', 'conflict', 'appended']);
+  assert.equal(outcomes(results), ['appended', 'precondition-failed', 'existing', 'conflict', 'appended']);
+  assert.is((results[1] as ApieError).data.lastHash, (results[0] as AppendResult).event.hash);
   const [a, , again] = results as any[];
   assert.is(again.event.hash, a.event.hash);
   assert.is(count(dir), 2);
   const later = await appendEvents(dir, config, [{ event: { ...first.event, createdAt: 'later' } }]);
-  assert.is(later[0].outcome, 'existing');
+  assert.equal(outcomes(later), ['existing']);
   assert.is(count(dir), 2);
 });
 
@@ -84,8 +89,7 @@ t('should ignore and then cut off a record cut short by a crash', async ({ dir }
   const before = all(dir);
   appendFileSync(file(dir, 'log'), `${'ab'.repeat(32)} 500\n{"half":`);
   assert.equal(all(dir), before); // readers never look past the committed count
-  const [r] = await appendEvents(dir, config, [request(3)]);
-  assert.is(r.outcome, 'appended');
+  assert.equal(outcomes(await appendEvents(dir, config, [request(3)])), ['appended']);
   assert.is(count(dir), 3);
   assert.equal((await verifyLog(dir, config)).count, 3);
 });
@@ -101,8 +105,7 @@ t('should commit a complete record whose offsets entry was never written', async
   assert.is(events.length, 3);
   assert.is(JSON.parse(events[1].json.toString()).eventId, lost.event.eventId);
   // Its client saw no answer: the retry finds it.
-  const [retry] = await appendEvents(dir, config, [lost]);
-  assert.is(retry.outcome, 'existing');
+  assert.equal(outcomes(await appendEvents(dir, config, [lost])), ['existing']);
   assert.is((await verifyLog(dir, config)).count, 3);
 });
 
@@ -120,7 +123,7 @@ t('should drop a torn offsets entry, partial or zero-filled by a power loss', as
   truncateSync(file(dir, 'offsets'), 72);
   appendFileSync(file(dir, 'offsets'), Buffer.alloc(24));
   const reader = new LogReader(dir);
-  assert.throws(() => reader.read(4), (e: unknown) => e instanceof LogCorrupt);
+  assert.throws(() => reader.read(4), (e: unknown) => e instanceof ApieError && e.code === 'damaged');
   reader.close();
   await appendEvents(dir, config, [request(5)]);
   assert.equal(all(dir).map((e) => JSON.parse(e.json.toString()).body), [1, 2, 3, 4, 5]);
@@ -137,8 +140,7 @@ t('should answer lookups without the table, and rebuild a missing or garbled one
     assert.is(r.seqOfHash(events[2].hash), 3);
     assert.is(r.seqOfEventId(requests[1].event.eventId), 2);
     r.close();
-    const [retry] = await appendEvents(dir, config, [requests[0]]);
-    assert.is(retry.outcome, 'existing'); // found through the rebuilt table
+    assert.equal(outcomes(await appendEvents(dir, config, [requests[0]])), ['existing']); // found through the rebuilt table
   }
   assert.ok(statSync(file(dir, 'table')).size > 1024);
 });
@@ -150,9 +152,9 @@ t('should name the first damaged event in verify', async ({ dir }) => {
   log[at + 1] = 'T'.charCodeAt(0);
   writeFileSync(file(dir, 'log'), log);
   const err = await verifyLog(dir, config).catch((e) => e);
-  assert.instance(err, LogCorrupt);
-  assert.is(err.position, 3);
-  assert.match(err.message, /^event 3: hash does not match/);
+  assert.instance(err, ApieError);
+  assert.is(err.code, 'damaged');
+  assert.match(err.message, /at event 3: hash does not match/);
 });
 
 t('should refuse to append over a damaged last record rather than cut off a committed event', async ({ dir }) => {
@@ -160,8 +162,9 @@ t('should refuse to append over a damaged last record rather than cut off a comm
   const log = readFileSync(file(dir, 'log'));
   writeFileSync(file(dir, 'log'), log.subarray(0, log.length - 5));
   const err = await appendEvents(dir, config, [request(3)]).catch((e) => e);
-  assert.instance(err, LogCorrupt);
-  assert.is(err.position, 2);
+  assert.instance(err, ApieError);
+  assert.is(err.code, 'damaged');
+  assert.match(err.message, /at event 2: /);
   assert.is(readFileSync(file(dir, 'log')).length, log.length - 5); // nothing cut, nothing added
 });
 

@@ -1,16 +1,9 @@
 // The request path through every front end: root, info, 401/404/405, HEAD.
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ALICE, FRONT_ENDS, type Site } from './lib/harness.ts';
+import { ALICE, FRONT_END, FRONT_ENDS, frontEndSuite, siteSuite, type FrontEnd } from './lib/harness.ts';
 
 for (const fe of FRONT_ENDS) {
-  const t = suite<{ site: Site }>(`foundation via ${fe.name}`);
-  t.before(async (ctx) => {
-    ctx.site = await fe.open();
-  });
-  t.after(async (ctx) => {
-    await ctx.site.close();
-  });
+  const t = siteSuite(fe, `foundation via ${fe.name}`);
 
   t('should answer GET / with the version as text', async ({ site }) => {
     const r = await site.request('GET', '/', { auth: ALICE });
@@ -106,14 +99,8 @@ for (const fe of FRONT_ENDS) {
   t.run();
 }
 
-for (const fe of FRONT_ENDS.filter((f) => f.name === 'apache' || f.name === 'suexec')) {
-  const t = suite<{ site: Site }>(`${fe.name}: the shipped .htaccess`);
-  t.before(async (ctx) => {
-    ctx.site = await fe.open();
-  });
-  t.after(async (ctx) => {
-    await ctx.site.close();
-  });
+for (const fe of [FRONT_END.apache, FRONT_END.suexec] as FrontEnd[]) {
+  const t = siteSuite(fe, `${fe.name}: the shipped .htaccess`);
 
   t('should route paths under the directory to apie.cgi', async ({ site }) => {
     const dir = site.base.replace(/\/apie\.cgi$/, '');
@@ -135,18 +122,21 @@ for (const fe of FRONT_ENDS.filter((f) => f.name === 'apache' || f.name === 'sue
 }
 
 for (const fe of FRONT_ENDS) {
-  const t = suite<{ site: Site }>(`configuration via ${fe.name}`);
-  t('should answer 500 naming an unknown key in apie.json', async () => {
-    const site = await fe.open({ config: { maxEventBytes: 10, colour: 'blue' } }).catch((err: Error) => err);
+  const t = frontEndSuite(fe, `configuration via ${fe.name}`);
+  t('should answer 500 naming an unknown key in apie.json, readable by an allowed origin', async () => {
+    const origin = 'https://app.example.com';
+    const site = await fe.open({ config: { maxEventBytes: 10, colour: 'blue', corsOrigins: [origin] } }).catch((err: Error) => err);
     if (site instanceof Error) {
       // The server refuses to start on a bad configuration: that is the check.
       assert.match(site.message, /unknown key "colour"/);
       return;
     }
     try {
-      const r = await site.request('GET', '/', { auth: ALICE });
+      const r = await site.request('GET', '/', { auth: ALICE, headers: { Origin: origin } });
       assert.is(r.status, 500);
       assert.match(r.json().errorMessage, /unknown key "colour"/);
+      // The error is answered like any other: a browser app can read it.
+      assert.is(r.headers['access-control-allow-origin'], origin);
       assert.not.match(r.text, /\/tmp\//); // no absolute paths
     } finally {
       await site.close();

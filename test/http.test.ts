@@ -1,17 +1,18 @@
 // HTTP helpers (unit): entity tags, ranges, Content-Disposition, routing.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ApieError, HttpError } from '../src/errors.ts';
+import { ApieError, type ErrorCode } from '../src/errors.ts';
 import { contentDisposition, parseEtags, parseRange } from '../src/http.ts';
 import { allowed, route } from '../src/routes.ts';
 
 const H = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
-function status(fn: () => unknown): number | undefined {
+// The code fn fails with (a foreign error is a bug: 'internal'), or undefined.
+function code(fn: () => unknown): ErrorCode | undefined {
   try {
     fn();
   } catch (err) {
-    return err instanceof HttpError || err instanceof ApieError ? err.status : -1;
+    return err instanceof ApieError ? err.code : 'internal';
   }
   return undefined;
 }
@@ -25,9 +26,9 @@ t('should accept a hash quoted, unquoted, weak or as a list, and *', () => {
   assert.equal(parseEtags(`"${H}", *`), [H, '*']);
 });
 
-t('should answer 400 for an entity tag that is not a hash', () => {
-  assert.is(status(() => parseEtags('"abc"')), 400);
-  assert.is(status(() => parseEtags(H.toUpperCase())), 400);
+t('should refuse (400) an entity tag that is not a hash', () => {
+  assert.is(code(() => parseEtags('"abc"')), 'bad-request');
+  assert.is(code(() => parseEtags(H.toUpperCase())), 'bad-request');
 });
 
 t('should parse single ranges and clamp the end', () => {
@@ -41,10 +42,10 @@ t('should parse single ranges and clamp the end', () => {
   assert.is(parseRange('items=0-1', 100), null);
 });
 
-t('should answer 416 for a range past the end', () => {
-  assert.is(status(() => parseRange('bytes=100-', 100)), 416);
-  assert.is(status(() => parseRange('bytes=0-', 0)), 416);
-  assert.is(status(() => parseRange('bytes=-0', 100)), 416);
+t('should refuse (416) a range past the end', () => {
+  assert.is(code(() => parseRange('bytes=100-', 100)), 'range-not-satisfiable');
+  assert.is(code(() => parseRange('bytes=0-', 0)), 'range-not-satisfiable');
+  assert.is(code(() => parseRange('bytes=-0', 100)), 'range-not-satisfiable');
 });
 
 t('should encode non-ASCII and quoted download names per RFC 6266', () => {
@@ -58,12 +59,12 @@ t('should route by path and method, with 404 and 405', () => {
   assert.equal(route('PUT', '/storage/report.pdf').params, ['report.pdf']);
   assert.equal(route('PUT', '/storage/').params, ['']);
   assert.ok(route('POST', '/storage/verify'));
-  assert.is(status(() => route('GET', '/nope')), 404);
-  assert.is(status(() => route('PATCH', '/events')), 405);
+  assert.is(code(() => route('GET', '/nope')), 'not-found');
+  assert.is(code(() => route('PATCH', '/events')), 'method-not-allowed');
   assert.is(allowed('/info'), 'GET, HEAD, OPTIONS');
   // The verify paths belong to their own routes, not to /events/H or /storage/NAME.
-  assert.is(status(() => route('GET', '/events/verify')), 405);
-  assert.is(status(() => route('PUT', '/storage/verify')), 405);
+  assert.is(code(() => route('GET', '/events/verify')), 'method-not-allowed');
+  assert.is(code(() => route('PUT', '/storage/verify')), 'method-not-allowed');
   assert.is(allowed('/storage/verify'), 'POST, OPTIONS');
 });
 

@@ -1,6 +1,6 @@
 // The client's calls, as the Client section of the HTTP contract lists them.
 import { eventInputProblem } from '../eventinput.ts';
-import { HASH_RE } from '../http.ts';
+import { HASH_RE } from '../sha256.ts';
 import { digest, EMPTY_HASH, hex, uuid } from './chain.ts';
 import { indexedDbStorage } from './idbstorage.ts';
 import { follow } from './live.ts';

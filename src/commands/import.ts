@@ -5,14 +5,14 @@
 // line and the event JSON after it. A chain that does not verify is refused.
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { CliError, parse, UsageError } from '../cli.ts';
+import { parse } from '../args.ts';
 import { loadConfig } from '../config.ts';
 import { resolveDataDir } from '../datadir.ts';
-import { appendRaw, head } from '../eventlog.ts';
+import { ApieError } from '../errors.ts';
+import { appendRaw, chainHash, head, parseEventObject } from '../eventlog.ts';
+import { HASH_RE } from '../sha256.ts';
 
-const HASH_RE = /[0-9a-f]{64}/;
-
-interface Entry {
+interface OriginalEntry {
   /** Where the entry came from, for messages: "entry 3 (name)". */
   label: string;
   prev: string;
@@ -22,73 +22,62 @@ interface Entry {
   named?: string;
 }
 
-function readEntry(dir: string, line: string, n: number): Entry {
+function readEntry(dir: string, line: string, n: number): OriginalEntry {
   const [name, ...more] = line.trim().split(/\s+/);
   const file = [join(dir, name), join(dir, `${name}.json`)].find((f) => existsSync(f));
   const label = `entry ${n} (${name})`;
-  if (!file) throw new CliError(`${label}: no such file in ${dir}`);
+  if (!file) throw new ApieError('not-found', `${label}: no such file in ${dir}`);
   const bytes = readFileSync(file);
   const nl = bytes.indexOf(0x0a);
   const prev = bytes.toString('latin1', 0, nl < 0 ? bytes.length : nl).replace(/\r$/, '');
-  if (nl < 0 || !/^[0-9a-f]{64}$/.test(prev)) throw new CliError(`${label}: the first line is not the previous hash`);
-  const named = [basename(file).replace(/\.json$/, ''), ...more].find((t) => HASH_RE.test(t) && t.length === 64);
+  if (nl < 0 || !HASH_RE.test(prev)) throw new ApieError('bad-request', `${label}: the first line is not the previous hash`);
+  const named = [basename(file).replace(/\.json$/, ''), ...more].find((t) => HASH_RE.test(t));
   return { label, prev, rest: bytes.subarray(nl + 1), named };
 }
 
 // J is the rest of the file; a file written with a final newline that was not
 // hashed is recognised by the hash the entry is known by.
-function candidates(rest: Buffer): Buffer[] {
+function possibleJsons(rest: Buffer): Buffer[] {
   const out = [rest];
   if (rest.at(-1) === 0x0a) out.push(rest.subarray(0, rest.at(-2) === 0x0d ? -2 : -1));
   return out;
 }
 
 /** Reads and verifies an original Apie log; returns the chain's start, its events' bytes and its last hash. */
-export async function readOriginalLog(dir: string): Promise<{ after: string; jsons: Buffer[]; hash: string }> {
+async function readOriginalLog(dir: string): Promise<{ after: string; jsons: Buffer[]; hash: string }> {
   const indexFile = join(dir, 'index');
-  if (!existsSync(indexFile)) throw new CliError(`${dir} has no index file: not an original Apie data directory`);
+  if (!existsSync(indexFile)) throw new ApieError('not-found', `${dir} has no index file: not an original Apie data directory`);
   const lines = readFileSync(indexFile, 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
   const entries = lines.map((line, i) => readEntry(dir, line, i + 1));
-  const { createHash } = await import('node:crypto');
-  const sha = (prev: string, json: Buffer) => createHash('sha256').update(prev + '\n').update(json).digest('hex');
   const jsons: Buffer[] = [];
   const after = entries[0]?.prev ?? '';
   let prev = after;
   entries.forEach((e, i) => {
-    if (e.prev !== prev) throw new CliError(`${e.label}: its previous hash ${e.prev} is not the hash of the entry before it (${prev})`);
+    if (e.prev !== prev) throw new ApieError('bad-request', `${e.label}: its previous hash ${e.prev} is not the hash of the entry before it (${prev})`);
     const expected = e.named ?? entries[i + 1]?.prev;
-    const json = expected === undefined ? e.rest : candidates(e.rest).find((c) => sha(prev, c) === expected);
-    if (!json) throw new CliError(`${e.label}: its bytes do not hash to ${expected}: the chain does not verify`);
-    try {
-      const value = JSON.parse(json.toString('utf8'));
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error();
-    } catch {
-      throw new CliError(`${e.label}: the event is not a JSON object`);
-    }
+    const json = expected === undefined ? e.rest : possibleJsons(e.rest).find((c) => chainHash(prev, c) === expected);
+    if (!json) throw new ApieError('bad-request', `${e.label}: its bytes do not hash to ${expected}: the chain does not verify`);
+    if (!parseEventObject(json)) throw new ApieError('bad-request', `${e.label}: the event is not a JSON object`);
     jsons.push(json);
-    prev = sha(prev, json);
+    prev = chainHash(prev, json);
   });
   return { after, jsons, hash: prev };
 }
 
 export async function importApie(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {});
-  if (positionals.length !== 1) throw new UsageError('import-apie needs one argument: the original Apie data directory');
-  const dataDir = resolveDataDir(values.data as string | undefined);
+  if (positionals.length !== 1) throw new ApieError('usage', 'import-apie needs one argument: the original Apie data directory');
+  const dataDir = resolveDataDir(values.data);
   const config = loadConfig(dataDir);
   const original = await readOriginalLog(positionals[0]);
-  if (original.jsons.length === 0) throw new CliError('the index lists no entries: nothing to import');
+  if (original.jsons.length === 0) throw new ApieError('bad-request', 'the index lists no entries: nothing to import');
   const current = head(dataDir).hash;
   if (current !== original.after) {
-    throw new CliError(`the imported chain starts after ${original.after}, but this log ends at ${current}; import into an empty log`);
+    throw new ApieError('conflict', `the imported chain starts after ${original.after}, but this log ends at ${current}; import into an empty log`);
   }
-  let result;
-  try {
-    result = await appendRaw(dataDir, config, original.after, original.jsons);
-  } catch (err) {
-    throw new CliError((err as Error).message);
-  }
-  if (result.hash !== original.hash) throw new CliError(`imported chain ends at ${result.hash}, expected ${original.hash}`);
+  const result = await appendRaw(dataDir, config, original.after, original.jsons);
+  // Both sides hashed the same bytes: a difference is a bug, not the user's to fix.
+  if (result.hash !== original.hash) throw new Error(`imported chain ends at ${result.hash}, expected ${original.hash}`);
   console.log(`apie: imported ${original.jsons.length} event(s); the log has ${result.count}, last hash ${result.hash}`);
   return 0;
 }

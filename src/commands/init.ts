@@ -1,7 +1,8 @@
 // apie init [DIR]: a working data directory with apie.json and an admin user.
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { parse, UsageError } from '../cli.ts';
+import { parse } from '../args.ts';
+import { ApieError } from '../errors.ts';
 import { configJson, defaults, loadConfig } from '../config.ts';
 import { accountName, dataDirToCreate, locateDataDir, POINTER_FILE } from '../datadir.ts';
 import { executableDir, isPackaged, programName } from '../executable.ts';
@@ -36,9 +37,8 @@ export async function initDataDir(dir: string): Promise<void> {
   }
   const config = loadConfig(dir);
   if (readPasswd(dir).users.size > 0) return;
-  const { randomBytes } = await import('node:crypto');
   const { default: bcrypt } = await import('bcryptjs');
-  const password = randomBytes(12).toString('base64url');
+  const password = process.getBuiltinModule('node:crypto').randomBytes(12).toString('base64url');
   const hash = await bcrypt.hash(password, config.bcryptCost);
   writeFileAtomic(join(dir, 'passwd'), formatPasswd([{ name: 'admin', hash, info: '' }]), config.fileMode);
   console.log(`apie: created user "admin" with password ${password}\n` +
@@ -47,8 +47,8 @@ export async function initDataDir(dir: string): Promise<void> {
 
 export async function init(args: string[]): Promise<number> {
   const { positionals, values } = parse(args, {});
-  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
-  const dir = positionals[0] !== undefined ? resolve(positionals[0]) : dataDirToCreate(values.data as string | undefined);
+  if (positionals.length > 1) throw new ApieError('usage', `unexpected argument "${positionals[1]}"`);
+  const dir = positionals[0] !== undefined ? resolve(positionals[0]) : dataDirToCreate(values.data);
   const fresh = !existsSync(join(dir, 'apie.json'));
   await initDataDir(dir);
   console.log(`apie: data directory ${dir} is ready`);

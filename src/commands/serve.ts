@@ -1,9 +1,12 @@
 // apie serve: the HTTP server on a data directory (created on first run),
 // in one process or as N node:cluster workers sharing the port.
+import type { Cluster } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { createContext } from '../app.ts';
-import { parse, UsageError } from '../cli.ts';
+import { parse, workerEnv, workerOptions } from '../args.ts';
+import { loadConfig } from '../config.ts';
 import { dataDirToCreate } from '../datadir.ts';
+import { ApieError } from '../errors.ts';
 import { startServer, stopServer } from '../server.ts';
 import { initDataDir } from './init.ts';
 
@@ -15,10 +18,6 @@ interface Options {
   dataDir: string;
 }
 
-// A worker gets its options from the primary in the environment: a single
-// executable cannot be handed a script path and argv the way `node x.js` can.
-const WORKER_ENV = 'APIE_SERVE_WORKER';
-
 export async function serve(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
     host: { type: 'string', default: '127.0.0.1' },
@@ -26,19 +25,23 @@ export async function serve(args: string[]): Promise<number> {
     workers: { type: 'string' },
     quiet: { type: 'boolean', default: false },
   });
-  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  if (positionals.length) throw new ApieError('usage', `unexpected argument "${positionals[0]}"`);
   const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a port number, not "${values.port}"`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ApieError('usage', `--port must be a port number, not "${values.port}"`);
   const workers = values.workers === undefined ? availableParallelism() : Number(values.workers);
-  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new UsageError(`--workers must be a whole number from 1 to 256, not "${values.workers}"`);
-  const opts: Options = { host: values.host as string, port, workers, quiet: values.quiet as boolean, dataDir: dataDirToCreate(values.data as string | undefined) };
+  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new ApieError('usage', `--workers must be a whole number from 1 to 256, not "${values.workers}"`);
+  const opts: Options = { host: values.host, port, workers, quiet: values.quiet, dataDir: dataDirToCreate(values.data) };
   await initDataDir(opts.dataDir);
+  // Said once, here: CGI loads the configuration on every request, and its stderr is the error log.
+  if (loadConfig(opts.dataDir).corsOrigins.includes('*')) {
+    console.error('apie: warning: "corsOrigins": ["*"] lets any web page call this API with its visitors\' credentials; list your app\'s origins instead');
+  }
   return workers > 1 ? primary(opts) : run(opts, false);
 }
 
 /** Runs one cluster worker with the options its primary gave it. */
 export function serveWorker(): Promise<number> {
-  return run(JSON.parse(process.env[WORKER_ENV]!), true);
+  return run(workerOptions() as Options, true);
 }
 
 async function run(opts: Options, worker: boolean): Promise<number> {
@@ -65,15 +68,17 @@ async function run(opts: Options, worker: boolean): Promise<number> {
 }
 
 async function primary(opts: Options): Promise<number> {
-  const { default: cluster } = await import('node:cluster');
+  // At run time this is the cluster object itself; its declared type is the ES namespace.
+  const cluster = process.getBuiltinModule('node:cluster') as unknown as Cluster;
   // Port 0 would give every worker a port of its own: pick one for all.
   if (opts.port === 0) opts = { ...opts, port: await freePort(opts.host) };
-  const env = { [WORKER_ENV]: JSON.stringify(opts) };
+  const env = workerEnv(opts);
   cluster.setupPrimary({ args: [] });
   const forks = Array.from({ length: opts.workers }, () => cluster.fork(env));
   await Promise.all(forks.map((w) => new Promise<void>((resolve, reject) => {
     w.once('listening', () => resolve());
-    w.once('exit', (code) => reject(new Error(`a worker exited with status ${code} before listening`)));
+    // The worker has said why on stderr; this says what it means for serve.
+    w.once('exit', (code) => reject(new ApieError('internal', `a worker exited with status ${code} before listening`)));
   })));
   console.log(`apie: listening on http://${opts.host}:${opts.port}/ with ${opts.workers} workers (data: ${opts.dataDir})`);
   let stopping = false;
@@ -99,10 +104,9 @@ async function primary(opts: Options): Promise<number> {
   return 0;
 }
 
-async function freePort(host: string): Promise<number> {
-  const { createServer } = await import('node:net');
+function freePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const s = createServer().once('error', reject).listen(0, host, () => {
+    const s = process.getBuiltinModule('node:net').createServer().once('error', reject).listen(0, host, () => {
       const { port } = s.address() as { port: number };
       s.close(() => resolve(port));
     });

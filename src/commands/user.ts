@@ -1,5 +1,6 @@
 // apie user add|passwd|remove|list: the passwd file from the command line.
-import { CliError, parse, UsageError } from '../cli.ts';
+import { parse } from '../args.ts';
+import { ApieError } from '../errors.ts';
 import { defaults, loadConfig } from '../config.ts';
 import { resolveDataDir } from '../datadir.ts';
 import { ensureDir } from '../fsutil.ts';
@@ -11,38 +12,38 @@ export async function user(args: string[]): Promise<number> {
   const { positionals, values } = parse(args, { info: { type: 'string' } });
   const [action, name, extra] = positionals;
   const wantsName = action === 'add' || action === 'passwd' || action === 'remove';
-  if (!wantsName && action !== 'list') throw new UsageError(action === undefined ? 'say add, passwd, remove or list' : `unknown action "${action}"`);
-  if (wantsName && name === undefined) throw new UsageError(`user ${action} needs a NAME`);
-  if ((wantsName ? extra : name) !== undefined) throw new UsageError(`unexpected argument "${wantsName ? extra : name}"`);
-  if (values.info !== undefined && action !== 'add') throw new UsageError('--info goes with user add');
-  if (name !== undefined && !validName(name)) throw new CliError(NAME_RULE);
-  const info = (values.info as string | undefined) ?? '';
-  if (!validInfo(info)) throw new CliError('--info must be at most 1024 characters without control characters');
+  if (!wantsName && action !== 'list') throw new ApieError('usage', action === undefined ? 'say add, passwd, remove or list' : `unknown action "${action}"`);
+  if (wantsName && name === undefined) throw new ApieError('usage', `user ${action} needs a NAME`);
+  if ((wantsName ? extra : name) !== undefined) throw new ApieError('usage', `unexpected argument "${wantsName ? extra : name}"`);
+  if (values.info !== undefined && action !== 'add') throw new ApieError('usage', '--info goes with user add');
+  if (name !== undefined && !validName(name)) throw new ApieError('bad-request', NAME_RULE);
+  const info = values.info ?? '';
+  if (!validInfo(info)) throw new ApieError('bad-request', '--info must be at most 1024 characters without control characters');
 
-  const dataDir = resolveDataDir(values.data as string | undefined);
+  const dataDir = resolveDataDir(values.data);
   if (action === 'list') return list(dataDir);
   ensureDir(dataDir, defaults.dirMode);
   const config = loadConfig(dataDir);
   const exists = () => readPasswd(dataDir).users.has(name!);
   if (action === 'remove') {
     await updatePasswd(dataDir, config, (users) => {
-      if (!users.delete(name!)) throw new CliError(`no user "${name}"`);
+      if (!users.delete(name!)) throw new ApieError('not-found', `no user "${name}"`);
     });
     console.log(`apie: removed user "${name}"`);
     return 0;
   }
   // Checked before asking for a password, and again under the lock.
-  if (action === 'add' && exists()) throw new CliError(`user "${name}" exists; use \`apie user passwd\``);
-  if (action === 'passwd' && !exists()) throw new CliError(`no user "${name}"`);
+  if (action === 'add' && exists()) throw new ApieError('conflict', `user "${name}" exists; use \`apie user passwd\``);
+  if (action === 'passwd' && !exists()) throw new ApieError('not-found', `no user "${name}"`);
   const password = await readPassword(`Password for ${name}: `);
   const problem = passwordProblem(password);
-  if (problem) throw new CliError(problem);
+  if (problem) throw new ApieError('bad-request', problem);
   const { default: bcrypt } = await import('bcryptjs');
   const hash = await bcrypt.hash(password, config.bcryptCost);
   await updatePasswd(dataDir, config, (users) => {
     const old = users.get(name!);
-    if (action === 'add' && old) throw new CliError(`user "${name}" exists; use \`apie user passwd\``);
-    if (action === 'passwd' && !old) throw new CliError(`no user "${name}"`);
+    if (action === 'add' && old) throw new ApieError('conflict', `user "${name}" exists; use \`apie user passwd\``);
+    if (action === 'passwd' && !old) throw new ApieError('not-found', `no user "${name}"`);
     users.set(name!, { name: name!, hash, info: old?.info ?? info });
   });
   console.log(action === 'add' ? `apie: added user "${name}"` : `apie: changed the password of "${name}"; its tokens no longer work`);
@@ -66,7 +67,7 @@ async function readPassword(prompt: string): Promise<string> {
   }
   const first = await promptHidden(prompt);
   if (first === '') return first;
-  if ((await promptHidden('Again: ')) !== first) throw new CliError('the passwords differ; nothing changed');
+  if ((await promptHidden('Again: ')) !== first) throw new ApieError('bad-request', 'the passwords differ; nothing changed');
   return first;
 }
 
@@ -92,7 +93,7 @@ function promptHidden(prompt: string): Promise<string> {
       for (const ch of chunk) {
         if (ch === '\r' || ch === '\n') return finish();
         // Ctrl-C, or Ctrl-D on an empty line: give up, change nothing.
-        if (ch === '\x03' || (ch === '\x04' && typed.length === 0)) return finish(new CliError('cancelled; nothing changed'));
+        if (ch === '\x03' || (ch === '\x04' && typed.length === 0)) return finish(new ApieError('bad-request', 'cancelled; nothing changed'));
         if (ch === '\x7f' || ch === '\b') typed = typed.slice(0, -1);
         else if (ch >= ' ') typed.push(ch);
       }

@@ -2,25 +2,25 @@
 // file modes and repairs what a crash left behind. Exit code 1 when anything is
 // wrong. Symbolic links in the data directory are listed as damage and never
 // followed, so running it as root cannot chmod or read a file elsewhere.
-import { parse, UsageError } from '../cli.ts';
+import { parse } from '../args.ts';
 import { loadConfig } from '../config.ts';
 import { resolveDataDir } from '../datadir.ts';
 import { ApieError } from '../errors.ts';
-import { LogCorrupt, verifyLog } from '../eventlog.ts';
+import { verifyLog } from '../eventlog.ts';
 import { readPasswd } from '../passwd.ts';
 import { verifyBlobs } from '../blobstore.ts';
 import { checkSecret } from '../token.ts';
 
 // Damage is reported and the next part checked; anything else is a failure of verify itself.
 function damaged(err: unknown): string {
-  if (err instanceof LogCorrupt || (err instanceof ApieError && err.code === 'damaged')) return err.message;
+  if (err instanceof ApieError && err.code === 'damaged') return err.message;
   throw err;
 }
 
 export async function verify(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {});
-  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-  const dataDir = resolveDataDir(values.data as string | undefined);
+  if (positionals.length) throw new ApieError('usage', `unexpected argument "${positionals[0]}"`);
+  const dataDir = resolveDataDir(values.data);
   let config;
   try {
     config = loadConfig(dataDir);

@@ -1,30 +1,18 @@
 // The event stream over HTTP: checks input, maps the query and conditional
 // headers onto the event log, and sends stored events with their hash.
-import { ApieError, httpError } from '../errors.ts';
+import { ApieError } from '../errors.ts';
 import { eventInputProblem } from '../eventinput.ts';
-import { EMPTY_HASH, LogCorrupt, LogReader, verifyLog, type StoredEvent } from '../eventlog.ts';
+import { EMPTY_HASH, LogReader, verifyLog, type StoredEvent } from '../eventlog.ts';
 import { directStore, type EventStore } from '../eventstore.ts';
 import { hashHeaders, json, noneMatch, notModified, parseEtags, parseHash, readJson } from '../http.ts';
 import type { ApieRequest, ApieResponse, Context } from '../types.ts';
+import { eventBody, seqOf, withHash } from './eventjson.ts';
 
 const PARAMS = ['from', 'after', 'to', 'limit', 'wait'] as const;
 // Events per read of the log when streaming a long answer.
 const BATCH = 2000;
 
 type Query = Partial<Record<(typeof PARAMS)[number], string>>;
-
-// J with its hash spliced in before the closing brace: no parse, no re-encode.
-export function withHash(e: StoredEvent): Buffer[] {
-  const close = e.json.lastIndexOf(0x7d);
-  let before = close - 1;
-  while (before >= 0 && /\s/.test(String.fromCharCode(e.json[before]))) before--;
-  const sep = e.json[before] === 0x7b ? '' : ',';
-  return [e.json.subarray(0, close), Buffer.from(`${sep}"hash":"${e.hash}"}`)];
-}
-
-export function eventBody(e: StoredEvent): Buffer {
-  return Buffer.concat(withHash(e));
-}
 
 function arrayBody(events: StoredEvent[]): Buffer[] {
   return events.flatMap((e, i) => (i ? [COMMA, ...withHash(e)] : withHash(e)));
@@ -49,24 +37,18 @@ async function* streamEvents(dataDir: string, first: number, last: number): Asyn
 function parseQuery(query: URLSearchParams): Query {
   const q: Query = {};
   for (const [key, value] of query) {
-    if (!(PARAMS as readonly string[]).includes(key)) throw httpError(400, `unknown query parameter "${key}"; known: ${PARAMS.join(', ')}`);
-    if (q[key as keyof Query] !== undefined) throw httpError(400, `query parameter "${key}" is given twice`);
+    if (!(PARAMS as readonly string[]).includes(key)) throw new ApieError('bad-request', `unknown query parameter "${key}"; known: ${PARAMS.join(', ')}`);
+    if (q[key as keyof Query] !== undefined) throw new ApieError('bad-request', `query parameter "${key}" is given twice`);
     q[key as keyof Query] = value;
   }
   for (const key of ['from', 'after', 'to'] as const) if (q[key] !== undefined) parseHash(q[key]!, key);
-  if (q.from !== undefined && q.after !== undefined) throw httpError(400, 'use from or after, not both');
-  if (q.limit !== undefined && !/^[1-9]\d{0,14}$/.test(q.limit)) throw httpError(400, 'limit must be a whole number of at least 1');
+  if (q.from !== undefined && q.after !== undefined) throw new ApieError('bad-request', 'use from or after, not both');
+  if (q.limit !== undefined && !/^[1-9]\d{0,14}$/.test(q.limit)) throw new ApieError('bad-request', 'limit must be a whole number of at least 1');
   if (q.wait !== undefined) {
-    if (!/^\d{1,2}$/.test(q.wait) || Number(q.wait) < 1 || Number(q.wait) > 60) throw httpError(400, 'wait must be a number of seconds from 1 to 60');
-    if (q.after === undefined) throw httpError(400, 'wait needs after=<hash>');
+    if (!/^\d{1,2}$/.test(q.wait) || Number(q.wait) < 1 || Number(q.wait) > 60) throw new ApieError('bad-request', 'wait must be a number of seconds from 1 to 60');
+    if (q.after === undefined) throw new ApieError('bad-request', 'wait needs after=<hash>');
   }
   return q;
-}
-
-export function seqOf(reader: LogReader, hash: string): number {
-  const seq = reader.seqOfHash(hash);
-  if (seq === undefined) throw httpError(404, `no event with hash ${hash}`);
-  return seq;
 }
 
 // The positions a query asks for; first > last means none. after may be the
@@ -79,22 +61,25 @@ function range(reader: LogReader, q: Query): { first: number; last: number } {
   return { first, last };
 }
 
-// A damaged log is the operator's problem: say where, never how the files lie.
-export function damaged(err: unknown): never {
-  if (err instanceof LogCorrupt) throw httpError(500, `the event log is damaged at ${err.message}; run apie verify`);
-  throw err;
-}
-
 // The server hands in its live store; a CGI process goes to the files.
 function storeOf(ctx: Context): EventStore {
   return ctx.events ?? directStore(ctx.dataDir, ctx.config);
 }
 
-/** GET/HEAD /events[?from|after|to|limit|wait]; an event stream when asked for one. */
+/** GET /events[?from|after|to|limit|wait]; an event stream when asked for one. */
 export async function getEvents(req: ApieRequest, ctx: Context): Promise<ApieResponse> {
   if (ctx.events && /\btext\/event-stream\b/.test(req.headers.accept ?? '')) {
     return (await import('./eventstream.ts')).eventStream(req, ctx, ctx.events);
   }
+  return answerEvents(req, ctx, true);
+}
+
+/** HEAD /events: what GET /events would answer, without loading the events. */
+export function headEvents(req: ApieRequest, ctx: Context): Promise<ApieResponse> {
+  return answerEvents(req, ctx, false);
+}
+
+async function answerEvents(req: ApieRequest, ctx: Context, withBody: boolean): Promise<ApieResponse> {
   const q = parseQuery(req.query);
   const store = storeOf(ctx);
   let reader = store.view();
@@ -118,13 +103,10 @@ export async function getEvents(req: ApieRequest, ctx: Context): Promise<ApieRes
     }
     if (noneMatch(req, lastHash)) return notModified(lastHash, headers);
     headers['Content-Type'] = 'application/json';
-    // HEAD takes the stream, which is never read: no events are loaded for it.
-    const body = req.method === 'HEAD' || end - first >= BATCH
-      ? streamEvents(ctx.dataDir, first, end)
+    const body = !withBody ? null
+      : end - first >= BATCH ? streamEvents(ctx.dataDir, first, end)
       : Buffer.concat([Buffer.from('['), ...arrayBody(reader.readRange(first, end)), Buffer.from(']')]);
     return { status: 200, headers, body };
-  } catch (err) {
-    damaged(err);
   } finally {
     reader.close();
   }
@@ -138,8 +120,6 @@ export function getEvent(req: ApieRequest, ctx: Context, [hash]: string[]): Apie
     const event = reader.read(seqOf(reader, hash));
     if (noneMatch(req, hash)) return notModified(hash);
     return { status: 200, headers: { 'Content-Type': 'application/json', ...hashHeaders(hash) }, body: eventBody(event) };
-  } catch (err) {
-    damaged(err);
   } finally {
     reader.close();
   }
@@ -164,31 +144,25 @@ export async function appendEvent(req: ApieRequest, ctx: Context): Promise<ApieR
   const input = parseEventInput(await readJson(req, ctx.config.maxEventBytes));
   const header = req.headers['if-match'];
   const ifMatch = header === undefined ? undefined : parseEtags(header);
-  if (ifMatch?.length === 0) throw httpError(400, 'If-Match is empty');
-  const { randomUUID } = await import('node:crypto');
+  if (ifMatch?.length === 0) throw new ApieError('bad-request', 'If-Match is empty');
   const event = {
-    eventId: input.eventId ?? randomUUID(),
+    eventId: input.eventId ?? process.getBuiltinModule('node:crypto').randomUUID(),
     eventType: input.eventType,
     body: input.body,
     createdBy: ctx.user!.name,
     createdAt: new Date().toISOString(),
   };
-  const result = await storeOf(ctx).append({ event, ifMatch }).catch(damaged);
-  if (result.outcome === 'failed') damaged(result.error);
-  if (result.outcome === 'conflict') throw httpError(409, result.message);
-  // The current last hash comes with a 412, so a client can retry without a HEAD.
-  if (result.outcome === 'precondition-failed') throw httpError(412, result.message, hashHeaders(result.lastHash));
+  const result = await storeOf(ctx).append({ event, ifMatch }).catch((err: unknown) => {
+    // The current last hash comes with a 412, so a client can rebase and retry without a HEAD.
+    if (err instanceof ApieError && err.data.lastHash) Object.assign(err.headers, hashHeaders(err.data.lastHash));
+    throw err;
+  });
   const hash = result.event.hash;
   return { status: 200, headers: { 'Content-Type': 'application/json', ...hashHeaders(hash) }, body: eventBody(result.event) };
 }
 
 /** POST /events/verify: recompute the chain from disk and restore file modes. */
 export async function verifyEvents(_req: ApieRequest, ctx: Context): Promise<ApieResponse> {
-  try {
-    const { count, hash } = await verifyLog(ctx.dataDir, ctx.config);
-    return json({ status: 'ok', count, hash });
-  } catch (err) {
-    if (err instanceof LogCorrupt) throw httpError(500, `the event log does not verify: ${err.message}`);
-    throw err;
-  }
+  const { count, hash } = await verifyLog(ctx.dataDir, ctx.config);
+  return json({ status: 'ok', count, hash });
 }

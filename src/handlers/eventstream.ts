@@ -2,12 +2,12 @@
 // `Last-Event-ID` (or `after`, or from the start), then each new one as it is
 // appended, as Server-Sent Events whose id is the event's hash, so a browser's
 // EventSource resumes exactly where it stopped.
-import { httpError } from '../errors.ts';
+import { ApieError } from '../errors.ts';
 import { EMPTY_HASH } from '../eventlog.ts';
 import type { EventStore } from '../eventstore.ts';
 import { parseHash } from '../http.ts';
 import type { ApieRequest, ApieResponse, Context } from '../types.ts';
-import { eventBody, seqOf } from './events.ts';
+import { eventBody, seqOf } from './eventjson.ts';
 
 // A comment line this often keeps proxies and the server's idle timeout from
 // closing a quiet stream.
@@ -16,7 +16,7 @@ const BATCH = 500;
 
 export function eventStream(req: ApieRequest, ctx: Context, store: EventStore): ApieResponse {
   for (const key of req.query.keys()) {
-    if (key !== 'after') throw httpError(400, `unknown query parameter "${key}" for an event stream; known: after`);
+    if (key !== 'after') throw new ApieError('bad-request', `unknown query parameter "${key}" for an event stream; known: after`);
   }
   const start = parseHash(req.headers['last-event-id'] ?? req.query.get('after') ?? EMPTY_HASH, 'Last-Event-ID / after');
   const view = store.view();

@@ -1,32 +1,20 @@
 // The content store over HTTP: upload, download (ranges, conditional), delete, verify.
 import * as store from '../blobstore.ts';
-import { ApieError, httpError } from '../errors.ts';
+import { ApieError } from '../errors.ts';
 import { contentDisposition, hashHeaders, json, noneMatch, notModified, parseEtags, parseHash, parseRange } from '../http.ts';
 import type { ApieRequest, ApieResponse, Context } from '../types.ts';
 
 const CACHE = 'private, max-age=31536000, immutable';
-
-const STATUS: Record<store.StoreErrorReason, number> = { 'invalid-name': 400, mismatch: 400, 'too-large': 413, 'not-found': 404 };
-
-// Store failures become HTTP errors here, and only here.
-async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof store.StoreError) throw httpError(STATUS[err.reason], err.message);
-    throw err;
-  }
-}
 
 /** PUT/POST /storage/NAME: streams the body into the store. */
 export async function putBlob(req: ApieRequest, ctx: Context, params: string[]): Promise<ApieResponse> {
   const name = params[0];
   const limit = ctx.config.maxUploadBytes;
   // Refuse before reading a byte when the sender says it is too big.
-  if (Number(req.headers['content-length']) > limit) throw httpError(413, `upload is over the limit of ${limit} bytes`);
+  if (Number(req.headers['content-length']) > limit) throw new ApieError('too-large', `upload is over the limit of ${limit} bytes`);
   const contentType = req.headers['content-type']?.trim() || store.DEFAULT_TYPE;
-  if (!store.validContentType(contentType)) throw httpError(400, 'Content-Type must be a media type such as image/png');
-  const blob = await storeCall(() => store.putBlob(ctx.dataDir, ctx.config, req.body, { name, contentType, limit, expected: expectedHash(req) }));
+  if (!store.validContentType(contentType)) throw new ApieError('bad-request', 'Content-Type must be a media type such as image/png');
+  const blob = await store.putBlob(ctx.dataDir, ctx.config, req.body, { name, contentType, limit, expected: expectedHash(req) });
   const { storageBaseUrl, storageStatic } = ctx.config;
   // A statically served store is addressed by the blob's path under it; the API by the hash.
   const url = storageBaseUrl && storageStatic
@@ -44,13 +32,13 @@ function expectedHash(req: ApieRequest): string | undefined {
     const m = /(?:^|,)\s*sha-256\s*=\s*:([A-Za-z0-9+/]*={0,2}):\s*(?:[;,]|$)/.exec(digest);
     if (m) {
       const bytes = Buffer.from(m[1], 'base64');
-      if (bytes.length !== 32 || bytes.toString('base64') !== m[1]) throw httpError(400, 'Content-Digest: sha-256 must be 32 bytes in base64, as in sha-256=:…:');
+      if (bytes.length !== 32 || bytes.toString('base64') !== m[1]) throw new ApieError('bad-request', 'Content-Digest: sha-256 must be 32 bytes in base64, as in sha-256=:…:');
       fromDigest = bytes.toString('hex');
     }
   }
   const header = req.headers['x-apie-hash'];
   const fromHeader = header === undefined ? undefined : parseHash(header.trim(), 'X-Apie-Hash');
-  if (fromDigest && fromHeader && fromDigest !== fromHeader) throw httpError(400, 'Content-Digest and X-Apie-Hash name different hashes');
+  if (fromDigest && fromHeader && fromDigest !== fromHeader) throw new ApieError('bad-request', 'Content-Digest and X-Apie-Hash name different hashes');
   return fromDigest ?? fromHeader;
 }
 
@@ -58,7 +46,7 @@ function expectedHash(req: ApieRequest): string | undefined {
 export function getBlob(req: ApieRequest, ctx: Context, params: string[]): ApieResponse {
   const hash = parseHash(params[0]);
   const found = store.findBlob(ctx.dataDir, hash);
-  if (!found) throw httpError(404, 'no such blob');
+  if (!found) throw new ApieError('not-found', 'no such blob');
   const { info, file } = found;
   // Served all the same: the bytes are what the hash says, with safe defaults for the rest.
   if (info.damagedMeta) console.error(`apie: storage: the metadata of ${hash} is damaged; served without name and type (upload the bytes again to repair it)`);
@@ -94,7 +82,7 @@ function matches(ifRange: string, hash: string): boolean {
 /** DELETE /storage/H. */
 export async function deleteBlob(_req: ApieRequest, ctx: Context, params: string[]): Promise<ApieResponse> {
   const hash = parseHash(params[0]);
-  await storeCall(() => store.deleteBlob(ctx.dataDir, ctx.config, hash));
+  await store.deleteBlob(ctx.dataDir, ctx.config, hash);
   return json({ status: 'ok' });
 }
 

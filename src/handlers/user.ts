@@ -1,6 +1,6 @@
 // POST /auth/token and POST /user/update: the caller's token and own passwd entry.
 import { unauthorized, viaBearer } from '../auth.ts';
-import { httpError } from '../errors.ts';
+import { ApieError } from '../errors.ts';
 import { json, readJson } from '../http.ts';
 import { passwordProblem, updatePasswd, validInfo } from '../passwd.ts';
 import { createToken } from '../token.ts';
@@ -22,20 +22,20 @@ export function postToken(req: ApieRequest, ctx: Context): ApieResponse {
 /** POST /user/update {"password"?, "info"?}: changes the caller's own passwd entry. */
 export async function postUpdate(req: ApieRequest, ctx: Context): Promise<ApieResponse> {
   const body = await readJson(req, 64 * 1024);
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw httpError(400, 'expected a JSON object {"password"?, "info"?}');
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApieError('bad-request', 'expected a JSON object {"password"?, "info"?}');
   const { password, info, ...rest } = body as Record<string, unknown>;
   const unknown = Object.keys(rest)[0];
-  if (unknown !== undefined) throw httpError(400, `unknown field "${unknown}"; expected "password" and/or "info"`);
-  if (password === undefined && info === undefined) throw httpError(400, 'nothing to update: give "password" and/or "info"');
-  if (password !== undefined && typeof password !== 'string') throw httpError(400, '"password" must be a string');
+  if (unknown !== undefined) throw new ApieError('bad-request', `unknown field "${unknown}"; expected "password" and/or "info"`);
+  if (password === undefined && info === undefined) throw new ApieError('bad-request', 'nothing to update: give "password" and/or "info"');
+  if (password !== undefined && typeof password !== 'string') throw new ApieError('bad-request', '"password" must be a string');
   if (info !== undefined && (typeof info !== 'string' || !validInfo(info))) {
-    throw httpError(400, '"info" must be a string of at most 1024 characters without control characters');
+    throw new ApieError('bad-request', '"info" must be a string of at most 1024 characters without control characters');
   }
   let hash: string | undefined;
   if (password !== undefined) {
     needPassword(req, 'changing the password');
     const problem = passwordProblem(password);
-    if (problem) throw httpError(400, problem);
+    if (problem) throw new ApieError('bad-request', problem);
     // Hashed before taking the lock: bcrypt is the slow part.
     const { default: bcrypt } = await import('bcryptjs');
     hash = await bcrypt.hash(password, ctx.config.bcryptCost);

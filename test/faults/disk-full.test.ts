@@ -168,8 +168,7 @@ function originalFilling(count: number): string[] {
 for (const fe of CAN_MOUNT ? FRONT_ENDS.filter((f) => f.name !== 'apache') : []) {
   const t = suite(`disk full: concurrent writers via ${fe.name}`);
   t('should lose no acknowledged append and keep no refused one while the disk fills', async () => {
-    const { seed, random } = seeded();
-    console.log(`disk full via ${fe.name}: APIE_SEED=${seed}`);
+    const random = seeded(`disk full via ${fe.name}`);
     await onTmpfs(fe, 256 * 1024, async (site, disk) => {
       const acked = new Map<string, string>();
       const refused: { eventId: string; event: unknown }[] = [];

@@ -11,6 +11,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { ApieError } from '../../src/errors.ts';
 import { defaults } from '../../src/config.ts';
 import { appendEvents, verifyLog, type AppendRequest } from '../../src/eventlog.ts';
 import { ALICE, cgiEnv, EXE, FRONT_ENDS, parseCgiOutput, tempDir, type Reply, type Site } from '../lib/harness.ts';
@@ -207,11 +208,11 @@ const server = FRONT_ENDS.find((f) => f.name === 'server')!;
       }));
       const results = await appendEvents(dir, defaults, requests);
       injected += 2;
-      assert.equal(results.map((r) => r.outcome), requests.map((_, i) => (i % 6 === 3 ? 'failed' : 'appended')));
+      assert.equal(results.map((r) => (r instanceof ApieError ? r.code : r.outcome)), requests.map((_, i) => (i % 6 === 3 ? 'internal' : 'appended')));
       const verified = await verifyLog(dir, defaults);
       assert.is(verified.count, 10);
       const last = results.at(-1)!;
-      assert.is(last.outcome === 'appended' && last.event.hash, verified.hash);
+      assert.is(!(last instanceof ApieError) && last.outcome === 'appended' && last.event.hash, verified.hash);
     } finally {
       rmSync(parent, { recursive: true, force: true });
     }

@@ -2,10 +2,10 @@
 // Apie, CGI appends from another process, and original-Apie directories.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
-import { ALICE, cgiEnv, EXE, parseCgiOutput, type Reply, type Site } from './harness.ts';
+import { ALICE, cgiEnv, EXE, parseCgiOutput, tempDir, type Reply, type Site } from './harness.ts';
 
 export const H0 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
@@ -34,6 +34,36 @@ export function put(site: Site, event: unknown, headers: Record<string, string> 
 export async function allEvents(site: Site): Promise<any[]> {
   const r = await site.request('GET', '/events', { auth: ALICE });
   assert.is(r.status, 200, r.text);
+  return r.json();
+}
+
+// Bodies of every JSON kind, for the events a test needs before it starts.
+const BODIES = [{ title: 'milk' }, [1, 'two', null], 'text ü ✓', null, { nested: { deep: [true, 1.5e300] } }];
+
+/**
+ * Gives an empty log n events, shaped as the API stores them, in one run of
+ * `apie import-apie` (one process, not n requests); returns them as GET
+ * /events does.
+ */
+export async function seed(site: Site, n: number): Promise<any[]> {
+  const parent = tempDir('apie-seed-');
+  try {
+    const jsons = Array.from({ length: n }, (_, i) => JSON.stringify({
+      eventId: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+      eventType: `seed-${i}`,
+      body: BODIES[i % BODIES.length],
+      createdBy: 'alice@example.com',
+      createdAt: '2026-01-01T00:00:00.000Z',
+    }));
+    writeOriginalApie(join(parent, 'original'), jsons);
+    const imported = site.cli(['import-apie', join(parent, 'original')]);
+    assert.is(imported.status, 0, imported.stderr);
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
+  const r = await site.request('GET', '/events', { auth: ALICE });
+  assert.is(r.status, 200, r.text);
+  assert.is(r.json().length, n);
   return r.json();
 }
 
