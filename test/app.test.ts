@@ -1,7 +1,7 @@
 // HTTP rules of handle() itself, called in-process (fast): errors as JSON with
 // their headers and CORS, HEAD, preflight, authentication before routing. The
 // contract tables run the same rules through the real front ends.
-import { mkdirSync, openSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -61,14 +61,13 @@ errors('should answer every refusal as a JSON error with its status, its headers
 });
 
 errors('should answer an unexpected failure with 500 and "internal error", the stack going to the log only', async ({ dataDir }) => {
-  // A passwd that cannot be read as a file: no error Apie expects.
-  rmSync(join(dataDir, 'passwd'));
-  mkdirSync(join(dataDir, 'passwd'));
-  const r = await request(dataDir, 'GET', '/info', { auth: ALICE, headers: { Origin: APP } });
+  // A token secret cut short: no error a request can cause (it would make tokens forgeable).
+  writeFileSync(join(dataDir, 'token-secret'), 'abc\n');
+  const r = await request(dataDir, 'POST', '/auth/token', { auth: ALICE, headers: { Origin: APP } });
   assert.is(r.status, 500);
   assert.equal(r.json(), { status: 'error', errorMessage: 'internal error' });
   assert.is(r.headers['access-control-allow-origin'], APP);
-  assert.match(r.stderr, /EISDIR/);
+  assert.match(r.stderr, /token-secret is damaged/);
   assert.match(r.stderr, /\n\s+at /); // the stack, for the operator
 });
 
@@ -120,14 +119,14 @@ head.run();
 
 const cors = appSuite('app: CORS');
 
-cors('should answer a preflight without credentials, and an unknown path with 404, both with CORS headers', async ({ dataDir }) => {
+cors('should answer a preflight without credentials, and an unknown path with 401 (nothing revealed), both with CORS headers', async ({ dataDir }) => {
   const pre = await request(dataDir, 'OPTIONS', '/events', { headers: { Origin: APP, 'Access-Control-Request-Method': 'PUT' } });
   assert.is(pre.status, 204);
   assert.is(pre.headers.allow, 'GET, PUT, POST, HEAD, OPTIONS');
   assert.is(pre.headers['access-control-allow-methods'], 'GET, PUT, POST, HEAD, OPTIONS');
   assert.is(pre.headers['access-control-allow-origin'], APP);
   const unknown = await request(dataDir, 'OPTIONS', '/nope', { headers: { Origin: APP } });
-  assert.is(unknown.status, 404);
+  assert.is(unknown.status, 401);
   assert.is(unknown.headers['access-control-allow-origin'], APP);
   const refused = await request(dataDir, 'OPTIONS', '/events', { headers: { Origin: 'https://evil.example.net' } });
   assert.is(refused.headers['access-control-allow-origin'], undefined);

@@ -7,7 +7,7 @@ import {
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { suite, type Test } from 'uvu';
 import { POINTER_FILE } from '../../src/datadir.ts';
@@ -582,38 +582,30 @@ export async function waitFor<T>(what: string, check: () => T | Promise<T>, ms =
   }
 }
 
-// The pids of Apie processes working on a data directory: CGI requests (given
-// it in APIE_DATA, or, under Apache, beside their executable) and servers and
-// their workers (given it on the command line or in their options).
-function processesOf(dataDir: string): number[] {
+// Whether an Apie process watches (inotify) one of these inodes: a long poll
+// or an event stream waiting for an append. By inode, because nothing else
+// names the data directory reliably: under suEXEC it comes from
+// apie-data.path, and a waiting process holds no file of it open.
+function watchers(inodes: Set<string>): number[] {
   const pids: number[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
-      const exe = readlinkSync(`/proc/${name}/exe`);
-      if (!exe.endsWith('apie.cgi')) continue;
-      const mentions = (file: string) => readFileSync(`/proc/${name}/${file}`).includes(dataDir);
-      if (dirname(exe) === dirname(dataDir) || mentions('environ') || mentions('cmdline')) pids.push(Number(name));
+      if (!readlinkSync(`/proc/${name}/exe`).endsWith('apie.cgi')) continue;
+      for (const fd of readdirSync(`/proc/${name}/fd`)) {
+        try {
+          if (readlinkSync(`/proc/${name}/fd/${fd}`) !== 'anon_inode:inotify') continue;
+          const info = readFileSync(`/proc/${name}/fdinfo/${fd}`, 'utf8');
+          if ([...info.matchAll(/^inotify wd:\S+ ino:([0-9a-f]+)/gm)].some((m) => inodes.has(m[1]))) pids.push(Number(name));
+        } catch {
+          // closed meanwhile
+        }
+      }
     } catch {
       // Gone meanwhile, or not ours to read.
     }
   }
   return pids;
-}
-
-// Whether a process has an inotify watch: a long poll or an event stream waiting for an append.
-function watching(pid: number): boolean {
-  try {
-    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
-      try {
-        return readlinkSync(`/proc/${pid}/fd/${fd}`) === 'anon_inode:inotify' && /^inotify wd:/m.test(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
-      } catch {
-        return false;
-      }
-    });
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -623,7 +615,14 @@ function watching(pid: number): boolean {
  * must exist (the server watches it only then).
  */
 export function untilWaiting(dataDir: string): Promise<true> {
-  return waitFor('a request waiting for an append', () => processesOf(dataDir).some(watching) || undefined);
+  return waitFor('a request waiting for an append', () => {
+    const inodes = new Set<string>();
+    for (const path of [join(dataDir, 'events'), join(dataDir, 'events', 'log'), join(dataDir, 'events', 'offsets')]) {
+      const st = statSync(path, { throwIfNoEntry: false });
+      if (st) inodes.add(st.ino.toString(16));
+    }
+    return watchers(inodes).length > 0 || undefined;
+  });
 }
 
 /** Permission bits of a file. */
