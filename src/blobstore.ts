@@ -3,16 +3,17 @@
 //   blobs/ab/<hash>       the bytes (ab = the hash's first two characters)
 //   blobs/ab/<hash>.json  {"name","contentType"}; its presence makes the blob visible
 //   tmp/<pid>-<rand>.tmp  uploads in flight
-//   blobs.lock            held (proper-lockfile) to commit or delete, never to stream
+// The store's lock (lock.ts) is held to commit or delete, never to stream.
 // Knows nothing of HTTP: failures a client causes are StoreErrors with a reason.
 import { chmodSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { ensureDir, fsyncPath, statOrNull, writeFileAtomic } from './fsutil.ts';
+import { checkWritable } from './hostfaults.ts';
 import { withLock } from './lock.ts';
 
-type StoreConfig = Pick<Config, 'fileMode' | 'dirMode' | 'lockStaleSeconds'>;
+type StoreConfig = Pick<Config, 'fileMode' | 'dirMode'>;
 
 // node:crypto (~3 ms) and node:fs/promises (which pulls in readline) are
 // loaded by the paths that stream and hash, not by every download.
@@ -66,6 +67,11 @@ const fanDir = (dataDir: string, hash: string) => join(blobsDir(dataDir), hash.s
 const blobFile = (dataDir: string, hash: string) => join(fanDir(dataDir, hash), hash);
 const metaFile = (dataDir: string, hash: string) => `${blobFile(dataDir, hash)}.json`;
 
+// The store's lock; the section writes in the blobs directory (and a fan directory).
+function lockOptions(dataDir: string, config: StoreConfig, ...more: string[]) {
+  return { fileMode: config.fileMode, writes: [blobsDir(dataDir), ...more] };
+}
+
 /** The blob's path under the blobs directory, for URLs of a statically served store. */
 export function staticPath(hash: string): string {
   return `${hash.slice(0, 2)}/${hash}`;
@@ -89,6 +95,8 @@ export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncI
   const problem = nameProblem(opts.name);
   if (problem) throw new StoreError('invalid-name', problem);
   const tmp = tmpDir(dataDir);
+  // Before a byte is read: a store this process cannot write fails at once.
+  checkWritable(dataDir, [tmp, blobsDir(dataDir)]);
   ensureDir(storeDir(dataDir), config.dirMode);
   ensureDir(tmp, config.dirMode);
   sweepTemp(tmp);
@@ -112,7 +120,7 @@ export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncI
     } finally {
       await fh.close();
     }
-    const result = await withLock(blobsDir(dataDir), config, () => commit(dataDir, config, temp, hash, synced, opts));
+    const result = await withLock(dataDir, 'blobs', lockOptions(dataDir, config), () => commit(dataDir, config, temp, hash, synced, opts));
     committed = result.created;
     return { ...result, size };
   } finally {
@@ -196,7 +204,7 @@ export function findBlob(dataDir: string, hash: string): { info: BlobInfo; file:
 /** Removes a blob and its metadata, and its directory when that empties; 'not-found' when unknown. */
 export async function deleteBlob(dataDir: string, config: StoreConfig, hash: string): Promise<void> {
   if (!HASH.test(hash) || !exists(blobsDir(dataDir))) throw new StoreError('not-found', 'no such blob');
-  await withLock(blobsDir(dataDir), config, () => {
+  await withLock(dataDir, 'blobs', lockOptions(dataDir, config, fanDir(dataDir, hash)), () => {
     if (!exists(metaFile(dataDir, hash))) throw new StoreError('not-found', 'no such blob');
     // Metadata first: a crash in between leaves an invisible blob, never a visible one without bytes.
     rmSync(metaFile(dataDir, hash));
@@ -249,7 +257,7 @@ export async function verifyBlobs(dataDir: string, config: StoreConfig): Promise
     }
   }
   // What looked half-committed is judged again under the lock, where nothing is in flight.
-  await withLock(blobs, config, () => {
+  await withLock(dataDir, 'blobs', lockOptions(dataDir, config), () => {
     for (const hash of suspects) {
       const hasMeta = exists(metaFile(dataDir, hash));
       const hasBlob = exists(blobFile(dataDir, hash));

@@ -1,7 +1,7 @@
 // The command line: parses argv and hands over to one module per command.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError } from './config.ts';
-import { HttpError } from './errors.ts';
+import { ApieError, HttpError } from './errors.ts';
 import { VERSION } from './version.ts';
 
 export const USAGE = `Apie ${VERSION}: an event log, a content store and Basic auth, as CGI or a server.
@@ -78,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     // Expected failures carry a message meant for people; anything else is a bug.
-    const expected = err instanceof CliError || err instanceof ConfigError || err instanceof HttpError;
+    const expected = err instanceof CliError || err instanceof ConfigError || err instanceof HttpError || err instanceof ApieError;
     console.error(`apie ${name}: ${expected ? (err as Error).message : err instanceof Error ? err.stack : err}`);
     return 1;
   }

@@ -255,11 +255,12 @@ function createFiles(dir: string, mode: number): void {
 async function withWriter<T>(dataDir: string, config: Config, fn: (w: LogWriter) => T): Promise<T> {
   const sha = await loadHasher();
   const dir = eventsDir(dataDir);
-  if (!existsSync(dir)) {
-    ensureDir(dir, config.dirMode);
-    fsyncPath(dataDir);
-  }
-  return withLock(join(dir, 'log'), config, () => {
+  const writes = [dir, ...['log', 'offsets', 'table'].map((name) => join(dir, name))];
+  return withLock(dataDir, 'events', { fileMode: config.fileMode, writes }, () => {
+    if (!existsSync(dir)) {
+      ensureDir(dir, config.dirMode);
+      fsyncPath(dataDir);
+    }
     createFiles(dir, config.fileMode);
     const writer = new LogWriter(dataDir, config, sha);
     try {

@@ -109,7 +109,8 @@ export function formatPasswd(users: Iterable<User>): string {
 export async function updatePasswd<T>(dataDir: string, config: Config, edit: (users: Map<string, User>) => T): Promise<T> {
   const file = passwdPath(dataDir);
   const [{ withLock }, { writeFileAtomic }] = await Promise.all([import('./lock.ts'), import('./fsutil.ts')]);
-  return withLock(file, config, () => {
+  // The file is replaced by a rename: its directory must be writable, not the file.
+  return withLock(dataDir, 'passwd', { fileMode: config.fileMode, writes: [dataDir] }, () => {
     const lines = readText(dataDir).split('\n').map(parseLine);
     const { users } = collect(lines);
     const result = edit(users);

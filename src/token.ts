@@ -3,9 +3,9 @@
 // hash, keyed with a secret kept in the data directory. Changing the password,
 // removing the user or rotating the secret therefore revokes every token, and
 // checking one is a file read and an HMAC: no bcrypt, no lock.
-import { chmodSync, linkSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from './fsutil.ts';
+import { createOnce, writeFileAtomic } from './fsutil.ts';
 import { constantTimeEqual, hmacSha256 } from './sha256.ts';
 import type { User } from './types.ts';
 
@@ -39,20 +39,11 @@ function readSecret(dataDir: string): Buffer | null {
   }
 }
 
-// The secret, made on first use. Racing processes each stage a complete file
-// and link it into place; link never replaces, so exactly one wins and all use it.
+// The secret, made on first use (racing processes all end up with the same one).
 function ensureSecret(dataDir: string): Buffer {
   const existing = readSecret(dataDir);
   if (existing) return existing;
-  const staged = join(dataDir, `.${SECRET_FILE}.${randomHex(6)}.new`);
-  writeFileAtomic(staged, newSecret(), 0o600);
-  try {
-    linkSync(staged, secretPath(dataDir));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  } finally {
-    unlinkSync(staged);
-  }
+  createOnce(secretPath(dataDir), newSecret(), 0o600);
   return readSecret(dataDir)!;
 }
 

@@ -85,8 +85,7 @@ const cgi = FRONT_ENDS.find((f) => f.name === 'cgi')!;
 const ROUNDS = 30;
 const t = suite<{ site: Site }>('events: writers killed with SIGKILL');
 t.before(async (ctx) => {
-  // A dead writer's lock blocks others for 2 s only.
-  ctx.site = await cgi.open({ config: { lockStaleSeconds: 2 } });
+  ctx.site = await cgi.open();
 });
 t.after(async (ctx) => {
   await ctx.site.close();

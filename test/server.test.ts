@@ -37,7 +37,7 @@ function withServer(name: string, args: string[] = []) {
   const t = suite<Ctx>(name);
   t.before.each(async (ctx) => {
     ctx.parent = tempDir();
-    ctx.dataDir = makeDataDir(ctx.parent, { config: { lockStaleSeconds: 2 } });
+    ctx.dataDir = makeDataDir(ctx.parent);
     Object.assign(ctx, await startServe(ctx.dataDir, ['--quiet', ...args]));
   });
   t.after.each(async (ctx) => {
