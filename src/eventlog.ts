@@ -8,6 +8,7 @@ import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, fchmodSync, chmodSy
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from './config.ts';
+import { ApieError } from './errors.ts';
 import { ensureDir, fsyncPath } from './fsutil.ts';
 import {
   ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, encodeEntries, hashKey, idKey, insertSlots, readEntries, readFully,
@@ -135,8 +136,6 @@ class LogWriter extends LogReader {
    * their offsets entries (the commit point), fdatasync.
    */
   private commit(records: { hash: string; json: Buffer }[], at: number, bytes: Buffer): void {
-    if (bytes.length) writeFully(this.logFd!, bytes, at);
-    fdatasyncSync(this.logFd!);
     const entries: Entry[] = [];
     let offset = at;
     for (const r of records) {
@@ -144,17 +143,33 @@ class LogWriter extends LogReader {
       entries.push({ offset, hashKey: hashKey(r.hash), idKey: id === undefined ? NO_ID : idKey(id) });
       offset += recordLength(r.hash, r.json);
     }
+    if (bytes.length) {
+      this.assertAlone(at);
+      writeFully(this.logFd!, bytes, at);
+    }
+    fdatasyncSync(this.logFd!);
     const slots = slotsOf(entries, this.n + 1);
     if (!this.table || !insertSlots(this.tableFd!, this.table, slots, this.n + records.length)) {
       this.rebuild(slots.length);
       insertSlots(this.tableFd!, this.table!, slots, this.n + records.length);
     }
     fdatasyncSync(this.tableFd!);
+    this.assertAlone(offset);
     writeFully(this.offsetsFd!, encodeEntries(entries), this.n * ENTRY_SIZE);
     fdatasyncSync(this.offsetsFd!);
     this.n += records.length;
     this.end = offset;
     this.last = records[records.length - 1].hash;
+  }
+
+  // Under the lock nobody else changes log or offsets. If they did change,
+  // another process writes without it (see what lock.ts does not cover):
+  // refuse before writing, rather than answer 200 for an event that the
+  // other writer's bytes or offsets may overwrite. Two fstats, no guarantee:
+  // a tripwire behind the lock, not a second lock.
+  private assertAlone(logSize: number): void {
+    if (fstatSync(this.logFd!).size === logSize && fstatSync(this.offsetsFd!).size === this.n * ENTRY_SIZE) return;
+    throw new ApieError('misconfigured', 'another process wrote the event log while this one held its lock: every process that writes this data directory must run on this machine, in the same network namespace');
   }
 
   /** Appends new events as one batch, deciding each request in order. */
