@@ -4,5 +4,6 @@
 
 /** Prints one tally line that scripts/test.ts adds up: `faults: SUITE: N injected, M acknowledged lost`. */
 export function reportFaults(suite: string, injected: number, lost: number): void {
-  console.log(`faults: ${suite}: ${injected} injected, ${lost} acknowledged lost`);
+  // On a line of its own: uvu prints a suite's progress marks without a newline.
+  console.log(`\nfaults: ${suite}: ${injected} injected, ${lost} acknowledged lost`);
 }
