@@ -3,7 +3,7 @@
 //   blobs/ab/<hash>       the bytes (ab = the hash's first two characters)
 //   blobs/ab/<hash>.json  {"name","contentType"}; its presence makes the blob visible
 //   tmp/<pid>-<rand>.tmp  uploads in flight
-//   blobs.lock            held (proper-lockfile) to commit or delete, never to stream
+// The store's lock (lock.ts) is held to commit or delete, never to stream.
 // Every directory and file is reached through nofollow.ts: a link anywhere in
 // the store is damage, never followed (a re-upload replaces a linked blob or
 // its metadata, without touching what the link points to).
@@ -14,11 +14,12 @@ import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
 import { whenFull, writeFileAtomic } from './fsutil.ts';
+import { checkWritable } from './hostfaults.ts';
 import { withLock } from './lock.ts';
 import { HASH_RE } from './sha256.ts';
 import { SafeDir, linkFound } from './nofollow.ts';
 
-type StoreConfig = Pick<Config, 'fileMode' | 'dirMode' | 'lockStaleSeconds'>;
+type StoreConfig = Pick<Config, 'fileMode' | 'dirMode'>;
 
 // node:crypto (~3 ms) and node:fs/promises (which pulls in readline) are
 // loaded by the paths that stream and hash, not by every download.
@@ -65,6 +66,11 @@ const blobsDir = (dataDir: string) => join(dataDir, 'storage', 'blobs');
 const fanOf = (hash: string) => hash.slice(0, 2);
 const metaName = (hash: string) => `${hash}.json`;
 
+// The store's lock; the section writes in the blobs directory (and a fan directory).
+function lockOptions(dataDir: string, config: StoreConfig, ...more: string[]) {
+  return { fileMode: config.fileMode, writes: [blobsDir(dataDir), ...more] };
+}
+
 /** The blob's path under the blobs directory, for URLs of a statically served store. */
 export function staticPath(hash: string): string {
   return `${hash.slice(0, 2)}/${hash}`;
@@ -93,6 +99,8 @@ export function validContentType(type: string): boolean {
 export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncIterable<Uint8Array>, opts: PutOptions): Promise<BlobInfo & { created: boolean }> {
   const problem = nameProblem(opts.name);
   if (problem) throw new ApieError('bad-request', problem);
+  // Before a byte is read: a store this process cannot write fails at once.
+  checkWritable(dataDir, [join(dataDir, 'storage', 'tmp'), blobsDir(dataDir)]);
   const root = SafeDir.open(dataDir);
   if (!root) throw new ApieError('misconfigured', 'the data directory does not exist');
   let storage: SafeDir | undefined;
@@ -120,7 +128,7 @@ export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncI
     } finally {
       await fh.close();
     }
-    const result = await withLock(blobsDir(dataDir), config, () => commit(storage!, config, tmp!, temp, hash, synced, opts));
+    const result = await withLock(dataDir, 'blobs', lockOptions(dataDir, config), () => commit(storage!, config, tmp!, temp, hash, synced, opts));
     committed = result.created;
     return { ...result, size };
   } catch (err) {
@@ -246,7 +254,7 @@ export async function deleteBlob(dataDir: string, config: StoreConfig, hash: str
   const blobs = HASH_RE.test(hash) ? SafeDir.open(dataDir, 'storage/blobs') : null;
   if (!blobs) throw new ApieError('not-found', 'no such blob');
   try {
-    await withLock(blobsDir(dataDir), config, () => {
+    await withLock(dataDir, 'blobs', lockOptions(dataDir, config, join(blobsDir(dataDir), fanOf(hash))), () => {
       const fan = blobs.dir(fanOf(hash));
       if (!fan) throw new ApieError('not-found', 'no such blob');
       try {
@@ -325,7 +333,7 @@ export async function verifyBlobs(dataDir: string, config: StoreConfig): Promise
         }
       }
       // What looked half-committed is judged again under the lock, where nothing is in flight.
-      await withLock(blobsDir(dataDir), config, () => settle(blobs, suspects, result, damage));
+      await withLock(dataDir, 'blobs', lockOptions(dataDir, config), () => settle(blobs, suspects, result, damage));
     } finally {
       blobs.close();
     }

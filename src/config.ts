@@ -21,11 +21,6 @@ export interface Config {
   storageBaseUrl: string | null;
   /** Whether the web server serves blobs directly as static files. */
   storageStatic: boolean;
-  /**
-   * How long a lock left by a crashed writer blocks others, in seconds. A live
-   * writer refreshes its lock well within this time.
-   */
-  lockStaleSeconds: number;
 }
 
 export const defaults: Config = {
@@ -38,13 +33,16 @@ export const defaults: Config = {
   corsOrigins: [],
   storageBaseUrl: null,
   storageStatic: false,
-  lockStaleSeconds: 10,
 };
 
 // A broken apie.json is the operator's to fix: each message names the key.
 function misconfigured(message: string, cause?: unknown): ApieError {
   return new ApieError('misconfigured', message, { cause });
 }
+
+// Keys that meant something once and are ignored now, so that the apie.json
+// files that set them still load. lockStaleSeconds: the lock has no stale state (lock.ts).
+const OBSOLETE = new Set(['lockStaleSeconds']);
 
 type Check = (value: unknown, key: string) => unknown;
 
@@ -77,10 +75,6 @@ const checks: Record<keyof Config, Check> = {
     if (v === null || (typeof v === 'string' && /^https?:\/\/\S+$/.test(v))) return typeof v === 'string' ? v.replace(/\/+$/, '') : v;
     throw misconfigured(`apie.json: "${key}" must be an http(s) URL or null`);
   },
-  lockStaleSeconds: (v, key) => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 2 || v > 3600) throw misconfigured(`apie.json: "${key}" must be an integer from 2 to 3600`);
-    return v;
-  },
   storageStatic: (v, key) => {
     if (typeof v !== 'boolean') throw misconfigured(`apie.json: "${key}" must be true or false`);
     return v;
@@ -92,6 +86,7 @@ export function parseConfig(raw: unknown): Config {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw misconfigured('apie.json: must hold a JSON object');
   const config: Record<string, unknown> = { ...defaults };
   for (const [key, value] of Object.entries(raw)) {
+    if (OBSOLETE.has(key)) continue;
     if (!Object.hasOwn(checks, key)) throw misconfigured(`apie.json: unknown key "${key}"`);
     config[key] = checks[key as keyof Config](value, key);
   }

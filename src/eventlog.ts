@@ -49,6 +49,9 @@ export function chainHash(prev: string, json: Uint8Array): string {
   return process.getBuiltinModule('node:crypto').createHash('sha256').update(`${prev}\n`).update(json).digest('hex');
 }
 
+// Thrown by assertAlone: the one error after which a commit must not take back what lies past its end.
+const NOT_ALONE = new ApieError('misconfigured', 'another process wrote the event log while this one held its lock: every process that writes this data directory must run on this machine, in the same network namespace');
+
 /** The write side, used only while holding the lock. */
 class LogWriter extends LogReader {
   /** End of the last committed record in `log`. */
@@ -141,8 +144,9 @@ class LogWriter extends LogReader {
     } catch (err) {
       // A record synced past the committed end would be committed by the next
       // reconcile: take back what this commit wrote, so a failed append (a full
-      // disk answers 507) never surfaces later.
-      if (bytes.length) this.takeBack(at);
+      // disk answers 507) never surfaces later. Not when another writer was
+      // found at work: what is past our end may be its.
+      if (bytes.length && err !== NOT_ALONE) this.takeBack(at);
       throw err;
     }
   }
@@ -155,8 +159,6 @@ class LogWriter extends LogReader {
   }
 
   private write(records: { hash: string; json: Buffer }[], at: number, bytes: Buffer): void {
-    if (bytes.length) writeFully(this.logFd!, bytes, at);
-    fdatasyncSync(this.logFd!);
     const entries: Entry[] = [];
     let offset = at;
     for (const r of records) {
@@ -164,17 +166,33 @@ class LogWriter extends LogReader {
       entries.push({ offset, hashKey: hashKey(r.hash), idKey: id === undefined ? NO_ID : idKey(id) });
       offset += recordLength(r.hash, r.json);
     }
+    if (bytes.length) {
+      this.assertAlone(at);
+      writeFully(this.logFd!, bytes, at);
+    }
+    fdatasyncSync(this.logFd!);
     const slots = slotsOf(entries, this.n + 1);
     if (!this.table || !insertSlots(this.tableFd!, this.table, slots, this.n + records.length)) {
       this.rebuild(slots.length);
       insertSlots(this.tableFd!, this.table!, slots, this.n + records.length);
     }
     fdatasyncSync(this.tableFd!);
+    this.assertAlone(offset);
     writeFully(this.offsetsFd!, encodeEntries(entries), this.n * ENTRY_SIZE);
     fdatasyncSync(this.offsetsFd!);
     this.n += records.length;
     this.end = offset;
     this.last = records[records.length - 1].hash;
+  }
+
+  // Under the lock nobody else changes log or offsets. If they did change,
+  // another process writes without it (see what lock.ts does not cover):
+  // refuse before writing, rather than answer 200 for an event that the
+  // other writer's bytes or offsets may overwrite. Two fstats, no guarantee:
+  // a tripwire behind the lock, not a second lock.
+  private assertAlone(logSize: number): void {
+    if (fstatSync(this.logFd!).size === logSize && fstatSync(this.offsetsFd!).size === this.n * ENTRY_SIZE) return;
+    throw NOT_ALONE;
   }
 
   /**
@@ -307,8 +325,10 @@ async function withWriter<T>(dataDir: string, config: Config, fn: (w: LogWriter)
   } finally {
     root.close();
   }
+  const dir = eventsDir(dataDir);
+  const writes = [dir, ...['log', 'offsets', 'table'].map((name) => join(dir, name))];
   try {
-    return await withLock(join(eventsDir(dataDir), 'log'), config, () => {
+    return await withLock(dataDir, 'events', { fileMode: config.fileMode, writes }, () => {
       createFiles(dataDir, config.fileMode);
       const writer = new LogWriter(dataDir, config);
       try {

@@ -1,6 +1,6 @@
 // File primitives: atomic replace, fsync of files and directories, whole
 // reads and writes at a position, and "missing is null".
-import { chmodSync, chownSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
+import { chmodSync, chownSync, closeSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
 import { ApieError } from './errors.ts';
 
@@ -57,6 +57,23 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
     throw err;
   }
   fsyncPath(dirname(file));
+}
+
+/**
+ * Creates a file with this content unless one is there already; never
+ * replaces it. Racing processes each stage a complete file and link it into
+ * place: link never replaces, so exactly one wins, and all then read its content.
+ */
+export function createOnce(file: string, data: string, mode: number): void {
+  const staged = join(dirname(file), `.${basename(file)}.${process.pid}.${++tmpCounter}.${Date.now()}.new`);
+  writeFileAtomic(staged, data, mode);
+  try {
+    linkSync(staged, file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    unlinkSync(staged);
+  }
 }
 
 /** stat, or null when nothing is there. */

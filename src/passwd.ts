@@ -135,8 +135,9 @@ export function formatPasswd(users: Iterable<User>): string {
 export async function updatePasswd<T>(dataDir: string, config: Config, edit: (users: Map<string, User>) => T): Promise<T> {
   const file = passwdPath(dataDir);
   const [{ withLock }, { whenFull, writeFileAtomic }] = await Promise.all([import('./lock.ts'), import('./fsutil.ts')]);
+  // The file is replaced by a rename: its directory must be writable, not the file.
   // writeFileAtomic leaves the file as it was when it fails.
-  return withLock(file, config, () => {
+  return withLock(dataDir, 'passwd', { fileMode: config.fileMode, writes: [dataDir] }, () => {
     const lines = readText(dataDir).split('\n').map(parseLine);
     const { users } = collect(lines);
     const result = edit(users);

@@ -3,10 +3,9 @@
 // hash, keyed with a secret kept in the data directory. Changing the password,
 // removing the user or rotating the secret therefore revokes every token, and
 // checking one is a file read and an HMAC: no bcrypt, no lock.
-import { linkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApieError } from './errors.ts';
-import { whenFull, writeFileAtomic } from './fsutil.ts';
+import { createOnce, whenFull, writeFileAtomic } from './fsutil.ts';
 import { SafeDir, readFileNoFollow } from './nofollow.ts';
 import { MAX_NAME_LENGTH } from './passwd.ts';
 import { constantTimeEqual, HASH_RE, hmacSha256 } from './sha256.ts';
@@ -47,19 +46,15 @@ function readSecret(dataDir: string): Buffer | null {
   return Buffer.from(text, 'hex');
 }
 
-// The secret, made on first use. Racing processes each stage a complete file
-// and link it into place; link never replaces, so exactly one wins and all use it.
+// The secret, made on first use (racing processes all end up with the same one).
 function ensureSecret(dataDir: string): Buffer {
   const existing = readSecret(dataDir);
   if (existing) return existing;
-  const staged = join(dataDir, `.${SECRET_FILE}.${randomHex(6)}.new`);
-  writeFileAtomic(staged, newSecret(), 0o600);
   try {
-    linkSync(staged, secretPath(dataDir));
+    createOnce(secretPath(dataDir), newSecret(), 0o600);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  } finally {
-    unlinkSync(staged);
+    // Nothing is left behind (createOnce cleans up); a full disk answers 507.
+    throw whenFull(err);
   }
   return readSecret(dataDir)!;
 }

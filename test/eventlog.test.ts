@@ -10,7 +10,7 @@ import { appendEvents, appendRaw, count, head, LogReader, verifyLog, waitForMore
 import { tempDir } from './lib/harness.ts';
 import { H0, sha } from './lib/events.ts';
 
-const config = { ...defaults, lockStaleSeconds: 2 };
+const config = defaults;
 let n = 0;
 const uuid = () => `00000000-0000-4000-8000-${String(++n).padStart(12, '0')}`;
 const request = (body: unknown, extra: Partial<AppendRequest> = {}): AppendRequest => ({

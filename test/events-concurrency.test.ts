@@ -79,8 +79,7 @@ for (const apache of [FRONT_END.apache, FRONT_END.suexec] as FrontEnd[]) {
 }
 
 const ROUNDS = 30;
-// A dead writer's lock blocks others for 2 s only.
-const t = siteSuite(FRONT_END.cgi, 'events: writers killed with SIGKILL', { config: { lockStaleSeconds: 2 } });
+const t = siteSuite(FRONT_END.cgi, 'events: writers killed with SIGKILL');
 // When each kill lands: random, replayable from the seed it prints.
 const random = seeded('events: writers killed with SIGKILL');
 

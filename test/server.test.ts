@@ -42,7 +42,7 @@ function withServer(name: string, args: string[] = []) {
   const t = suite<Ctx>(name);
   t.before.each(async (ctx) => {
     ctx.parent = tempDir();
-    ctx.dataDir = makeDataDir(ctx.parent, { config: { lockStaleSeconds: 2, corsOrigins: [APP] } });
+    ctx.dataDir = makeDataDir(ctx.parent, { config: { corsOrigins: [APP] } });
     Object.assign(ctx, await startServe(ctx.dataDir, ['--quiet', ...args]));
   });
   t.after.each(async (ctx) => {

@@ -55,8 +55,7 @@ async function run(opts: Options, worker: boolean): Promise<number> {
       if (!stopping) void stopServer(server).then(resolve);
       stopping = true;
     };
-    // `on`, not `once`: proper-lockfile's signal-exit re-raises a signal that
-    // no other listener is left to handle, which would kill us mid-shutdown.
+    // `on`, not `once`: a second signal during shutdown must not kill us midway.
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     // A worker whose primary died stops too.

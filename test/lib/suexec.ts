@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import lockfile from 'proper-lockfile';
+import { createServer, type Server } from 'node:net';
 
 export const SUEXEC_BIN = '/usr/lib/apache2/suexec';
 export const SUEXEC_MODULE = '/usr/lib/apache2/modules/mod_suexec.so';
@@ -114,11 +114,26 @@ export function accountExecutable(account: Account, exe: string): string {
  * test runs in other worktrees on this machine would share.
  */
 export async function withAccountHome<T>(account: Account, fn: () => Promise<T>): Promise<T> {
-  const release = await lockfile.lock(account.home, { lockfilePath: join(account.home, '.apie-test.lock'), stale: 120_000, update: 10_000, retries: { retries: 600, minTimeout: 200, maxTimeout: 500 } });
+  // An abstract socket, as Apie's own locks: the kernel frees it when a test run dies.
+  const lock = await holdSocket(`\0apie-test-home:${account.home}`);
   try {
     return await fn();
   } finally {
-    await release();
+    await new Promise((r) => lock.close(r));
+  }
+}
+
+async function holdSocket(name: string): Promise<Server> {
+  for (let tries = 0; ; tries++) {
+    const server = createServer();
+    const bound = await new Promise<boolean>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' ? resolve(false) : reject(err)));
+      server.listen({ path: name, exclusive: true }, () => resolve(true));
+    });
+    if (bound) return server;
+    if (tries > 1200) throw new Error(`${name} stayed taken for minutes`);
+    // Another worktree's test run holds it for a few seconds at most.
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
 
