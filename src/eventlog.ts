@@ -10,6 +10,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
 import { ensureDir, narrowedMode, readFully, whenFull, writeFully } from './fsutil.ts';
+import { checkWritable } from './hostfaults.ts';
 import { SafeDir } from './nofollow.ts';
 import {
   ENTRY_SIZE, KIND_HASH, KIND_ID, seqsWithKey, encodeEntries, hashKey, idKey, insertSlots, readEntries,
@@ -317,6 +318,10 @@ function createFiles(dataDir: string, mode: number): void {
 async function withWriter<T>(dataDir: string, config: Config, fn: (w: LogWriter) => T): Promise<T> {
   // Loaded before the lock: its ~3 ms would otherwise be spent holding it.
   process.getBuiltinModule('node:crypto');
+  const dir = eventsDir(dataDir);
+  const writes = [dir, ...['log', 'offsets', 'table'].map((name) => join(dir, name))];
+  // A host set up wrong fails here at once, naming what it cannot write.
+  checkWritable(dataDir, writes);
   if (!existsSync(dataDir)) ensureDir(dataDir, config.dirMode);
   // Made here when missing; a link in its place is damage, found before the lock is taken inside it.
   const root = SafeDir.open(dataDir)!;
@@ -325,8 +330,6 @@ async function withWriter<T>(dataDir: string, config: Config, fn: (w: LogWriter)
   } finally {
     root.close();
   }
-  const dir = eventsDir(dataDir);
-  const writes = [dir, ...['log', 'offsets', 'table'].map((name) => join(dir, name))];
   try {
     return await withLock(dataDir, 'events', { fileMode: config.fileMode, writes }, () => {
       createFiles(dataDir, config.fileMode);
