@@ -1,9 +1,10 @@
-// Reading the event log in DATA/events/ (layout in eventlog.ts): a view of the
-// committed events, fixed when opened, that takes no lock and loads no crypto.
-import { closeSync, existsSync, fstatSync, openSync, watch } from 'node:fs';
-import { join } from 'node:path';
+// Reading an event log, the directory of one stream (layout in eventlog.ts):
+// a view of the committed events, fixed when opened, that takes no lock and
+// loads no crypto.
+import { closeSync, existsSync, openSync, watch } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { ApieError } from './errors.ts';
-import { ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, hashKey, idKey, readEntries, tableInfo, type TableInfo } from './eventindex.ts';
+import { KIND_HASH, KIND_ID, candidates, committedCount, hashKey, idKey, readEntries, tableInfo, type TableInfo } from './eventindex.ts';
 import { ifExists, readFully } from './fsutil.ts';
 import { HASH_RE } from './sha256.ts';
 
@@ -25,11 +26,6 @@ export function damagedAt(position: number, what: string): ApieError {
 export const NL = 0x0a;
 // Longest record header: 64 hex, a space, up to 15 digits, a newline.
 const MAX_HEADER = 81;
-
-/** The directory of the event log inside a data directory. */
-export function eventsDir(dataDir: string): string {
-  return join(dataDir, 'events');
-}
 
 interface Parsed {
   hash: string;
@@ -103,9 +99,9 @@ export class LogReader {
   protected tableFd?: number;
   protected table?: TableInfo;
 
-  /** Opens the files read-only, or for writing ('r+') when the caller holds the lock. */
-  constructor(dataDir: string, flags: 'r' | 'r+' = 'r') {
-    this.dir = eventsDir(dataDir);
+  /** Opens the log in `dir` read-only, or for writing ('r+') when the caller holds the lock. */
+  constructor(dir: string, flags: 'r' | 'r+' = 'r') {
+    this.dir = dir;
     this.n = 0;
     this.open(flags);
   }
@@ -113,7 +109,7 @@ export class LogReader {
   protected open(flags: 'r' | 'r+'): void {
     this.offsetsFd = openIfExists(join(this.dir, 'offsets'), flags);
     // The count first, the table after: any table opened later covers it.
-    this.n = this.offsetsFd === undefined ? 0 : Math.floor(fstatSync(this.offsetsFd).size / ENTRY_SIZE);
+    this.n = this.offsetsFd === undefined ? 0 : committedCount(this.offsetsFd);
     if (this.n === 0 && flags === 'r') return;
     this.logFd = openSync(join(this.dir, 'log'), flags);
     this.tableFd = openIfExists(join(this.dir, 'table'), flags);
@@ -205,9 +201,9 @@ export class LogReader {
   }
 }
 
-/** Count and last hash of the committed log, cheaply (two small reads). */
-export function head(dataDir: string): { count: number; hash: string } {
-  const reader = new LogReader(dataDir);
+/** Count and last hash of the committed log in `dir`, cheaply (three small reads). */
+export function head(dir: string): { count: number; hash: string } {
+  const reader = new LogReader(dir);
   try {
     return { count: reader.count, hash: reader.lastHash() };
   } finally {
@@ -215,27 +211,34 @@ export function head(dataDir: string): { count: number; hash: string } {
   }
 }
 
-/** The number of committed events: one stat. */
-export function count(dataDir: string): number {
-  const fd = openIfExists(join(eventsDir(dataDir), 'offsets'), 'r');
+/** The number of committed events in the log in `dir`: a stat and one small read. */
+export function count(dir: string): number {
+  const fd = openIfExists(join(dir, 'offsets'), 'r');
   if (fd === undefined) return 0;
   try {
-    return Math.floor(fstatSync(fd).size / ENTRY_SIZE);
+    return committedCount(fd);
   } finally {
     closeSync(fd);
   }
 }
 
+/** The directory itself, or its nearest ancestor that exists (a stream's log appears with its first append). */
+export function nearestExisting(dir: string): string {
+  while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
+
 /**
- * Resolves true as soon as the log holds more than `known` events, false
- * after `ms`. Watches the directory (inotify) and polls as a fallback.
+ * Resolves true as soon as the log in `logDir` holds more than `known`
+ * events, false after `ms`. Watches the directory (inotify) and polls as a
+ * fallback.
  */
-export function waitForMore(dataDir: string, known: number, ms: number, signal?: AbortSignal): Promise<boolean> {
-  if (count(dataDir) > known) return Promise.resolve(true);
+export function waitForMore(logDir: string, known: number, ms: number, signal?: AbortSignal): Promise<boolean> {
+  if (count(logDir) > known) return Promise.resolve(true);
   return new Promise((resolve) => {
     const onAbort = () => done(false);
     signal?.addEventListener('abort', onAbort);
-    const dir = existsSync(eventsDir(dataDir)) ? eventsDir(dataDir) : dataDir;
+    const dir = nearestExisting(logDir);
     let watcher: ReturnType<typeof watch> | undefined;
     const done = (more: boolean) => {
       signal?.removeEventListener('abort', onAbort);
@@ -245,7 +248,7 @@ export function waitForMore(dataDir: string, known: number, ms: number, signal?:
       resolve(more);
     };
     const check = () => {
-      if (count(dataDir) > known) done(true);
+      if (count(logDir) > known) done(true);
     };
     const poll = setInterval(check, 500);
     const timer = setTimeout(() => done(false), ms);

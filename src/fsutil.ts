@@ -19,6 +19,24 @@ export function ensureDir(dir: string, mode: number): void {
   if (mkdirSync(dir, { recursive: true, mode }) !== undefined) chmodSync(dir, mode);
 }
 
+/**
+ * Creates a directory and any missing parents, each with `mode` exactly, and
+ * fsyncs each new one into its parent so it survives power loss. Safe when
+ * another process creates the same directories at the same time.
+ */
+export function ensureDirDurably(dir: string, mode: number): void {
+  if (statOrNull(dir)) return;
+  ensureDirDurably(dirname(dir), mode);
+  try {
+    mkdirSync(dir, { mode });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return;
+    throw err;
+  }
+  chmodSync(dir, mode);
+  fsyncPath(dirname(dir));
+}
+
 let tmpCounter = 0;
 
 /**

@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { handle, refuse } from './app.ts';
 import { ApieError } from './errors.ts';
-import { LiveStore } from './livelog.ts';
+import { LiveStreams } from './livelog.ts';
 import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
 export interface ServerOptions {
@@ -70,10 +70,10 @@ const shutdown = new AbortController();
 
 /** Starts listening; resolves once the port is bound. */
 export function startServer(opts: ServerOptions): Promise<Server> {
-  const events = new LiveStore(opts.ctx.dataDir, opts.ctx.config);
+  const streams = new LiveStreams(opts.ctx.dataDir, opts.ctx.config);
   const server = createServer(async (req, res) => {
     const started = performance.now();
-    const ctx: Context = { ...opts.ctx, user: undefined, shutdown: shutdown.signal, events };
+    const ctx: Context = { ...opts.ctx, user: undefined, shutdown: shutdown.signal, streams };
     // Tell long polls and event streams when the client goes away.
     const gone = new AbortController();
     res.on('close', () => gone.abort());

@@ -10,6 +10,7 @@ import { loadConfig, resolveDataDir } from '../config.ts';
 import { ApieError } from '../errors.ts';
 import { appendRaw, chainHash, head, parseEventObject } from '../eventlog.ts';
 import { HASH_RE } from '../sha256.ts';
+import { DEFAULT_STREAM, parseStreamName, streamDir } from '../streams.ts';
 
 interface Entry {
   /** Where the entry came from, for messages: "entry 3 (name)". */
@@ -64,17 +65,18 @@ export async function readOriginalLog(dir: string): Promise<{ after: string; jso
 }
 
 export async function importApie(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {});
+  const { values, positionals } = parse(args, { stream: { type: 'string', default: DEFAULT_STREAM } });
   if (positionals.length !== 1) throw new ApieError('usage', 'import-apie needs one argument: the original Apie data directory');
   const dataDir = resolveDataDir(values.data as string | undefined);
   const config = loadConfig(dataDir);
   const original = await readOriginalLog(positionals[0]);
   if (original.jsons.length === 0) throw new ApieError('bad-request', 'the index lists no entries: nothing to import');
-  const current = head(dataDir).hash;
+  const dir = streamDir(dataDir, parseStreamName(values.stream as string));
+  const current = head(dir).hash;
   if (current !== original.after) {
     throw new ApieError('conflict', `the imported chain starts after ${original.after}, but this log ends at ${current}; import into an empty log`);
   }
-  const result = await appendRaw(dataDir, config, original.after, original.jsons);
+  const result = await appendRaw(dir, config, original.after, original.jsons);
   // Both sides hashed the same bytes: a difference is a bug, not the user's to fix.
   if (result.hash !== original.hash) throw new Error(`imported chain ends at ${result.hash}, expected ${original.hash}`);
   console.log(`apie: imported ${original.jsons.length} event(s); the log has ${result.count}, last hash ${result.hash}`);

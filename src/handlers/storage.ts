@@ -1,4 +1,5 @@
 // The content store over HTTP: upload, download (ranges, conditional), delete, verify.
+import { requireAdmin } from '../access.ts';
 import * as store from '../blobstore.ts';
 import { ApieError } from '../errors.ts';
 import { contentDisposition, hashHeaders, json, noneMatch, notModified, parseEtags, parseHash, parseRange } from '../http.ts';
@@ -87,8 +88,9 @@ export async function deleteBlob(_req: ApieRequest, ctx: Context, params: string
   return json({ status: 'ok' });
 }
 
-/** POST /storage/verify: re-hashes every blob. */
+/** POST /storage/verify (admins): re-hashes every blob. */
 export async function verifyStorage(_req: ApieRequest, ctx: Context): Promise<ApieResponse> {
+  requireAdmin(ctx);
   const { count, corrupt } = await store.verifyBlobs(ctx.dataDir, ctx.config);
   if (corrupt.length) throw new ApieError('damaged', `${corrupt.length} of ${count} blobs are corrupt: ${corrupt.join('; ')}`);
   return json({ status: 'ok', count });
