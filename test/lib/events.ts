@@ -25,14 +25,14 @@ export function assertChain(events: any[], prev = H0): string {
 
 export const JSON_HEADERS = { 'Content-Type': 'application/json' };
 
-/** Appends one event through the site; returns the reply. */
-export function put(site: Site, event: unknown, headers: Record<string, string> = {}): Promise<Reply> {
-  return site.request('PUT', '/events', { auth: ALICE, headers: { ...JSON_HEADERS, ...headers }, body: typeof event === 'string' ? event : JSON.stringify(event) });
+/** Appends one event (or a batch, as an array) through the site, to `/events` or another stream's path; returns the reply. */
+export function put(site: Site, event: unknown, headers: Record<string, string> = {}, path = '/events', auth = ALICE): Promise<Reply> {
+  return site.request('PUT', path, { auth, headers: { ...JSON_HEADERS, ...headers }, body: typeof event === 'string' ? event : JSON.stringify(event) });
 }
 
-/** HEAD /events: the count and last hash (H0 when empty). */
-export async function logHead(site: Site): Promise<{ count: number; hash: string }> {
-  const r = await site.request('HEAD', '/events', { auth: ALICE });
+/** HEAD /events (or another stream's path): the count and last hash (H0 when empty). */
+export async function logHead(site: Site, path = '/events'): Promise<{ count: number; hash: string }> {
+  const r = await site.request('HEAD', path, { auth: ALICE });
   assert.is(r.status, 200);
   return { count: Number(r.headers['x-apie-count']), hash: r.headers['x-apie-hash'] ?? H0 };
 }
