@@ -45,6 +45,7 @@ async function dispatch(req: ApieRequest, ctx: Context, cors: Record<string, str
   if (req.method === 'OPTIONS') {
     // CORS preflight carries no credentials, so it is answered before auth.
     const allow = allowed(req.path);
+    // No route has this path: route() throws the same 404 any other method gets.
     if (allow === null) route(req.method, req.path);
     const preflight = cors['Access-Control-Allow-Origin'] ? preflightHeaders(allow!) : {};
     return { status: 204, headers: { Allow: allow!, ...preflight }, body: null };

@@ -15,7 +15,7 @@ const BASIC_RE = /^Basic +([A-Za-z0-9+/]+={0,2}) *$/i;
 const BEARER_RE = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i;
 
 /** Parses Basic credentials into [name, password], or null when malformed. */
-export function parseBasic(header: string): [string, string] | null {
+function parseBasic(header: string): [string, string] | null {
   const m = BASIC_RE.exec(header);
   if (!m || m[1].length % 4 !== 0) return null;
   let decoded: string;

@@ -26,7 +26,7 @@ function open(file: string, flags: string, mode?: number): Promise<FileHandle> {
   return process.getBuiltinModule('node:fs/promises').open(file, flags, mode);
 }
 
-export interface BlobInfo {
+interface BlobInfo {
   hash: string;
   size: number;
   /** Download name; '' when uploaded without one. */
@@ -34,7 +34,7 @@ export interface BlobInfo {
   contentType: string;
 }
 
-export interface PutOptions {
+interface PutOptions {
   name: string;
   contentType: string;
   /** Largest accepted size in bytes; more is refused ('too-large') as soon as it arrives. */
@@ -123,7 +123,7 @@ async function streamTo(fh: FileHandle, body: AsyncIterable<Uint8Array>, limit: 
       if (size > limit) throw new ApieError('too-large', `upload is over the limit of ${limit} bytes`);
       next = iterator.next();
       next.catch(() => {}); // handled when awaited; a failure meanwhile is not unhandled
-      const written = writeAll(fh, chunk);
+      const written = writeChunk(fh, chunk);
       hash.update(chunk);
       await written;
       release(chunk);
@@ -147,7 +147,7 @@ function release(chunk: Uint8Array): void {
   }
 }
 
-async function writeAll(fh: FileHandle, chunk: Uint8Array): Promise<void> {
+async function writeChunk(fh: FileHandle, chunk: Uint8Array): Promise<void> {
   for (let off = 0; off < chunk.byteLength;) off += (await fh.write(chunk, off, chunk.byteLength - off)).bytesWritten;
 }
 
@@ -194,7 +194,7 @@ export async function deleteBlob(dataDir: string, config: StoreConfig, hash: str
   });
 }
 
-export interface VerifyResult {
+interface VerifyResult {
   /** Blobs checked. */
   count: number;
   /** `<hash>: <what is wrong>` for every blob whose bytes or metadata are bad. */
@@ -278,7 +278,7 @@ async function checkBlob(dataDir: string, hash: string, fileMode: number): Promi
 }
 
 /** SHA-256 of a file, read in large pieces into one buffer. */
-export async function hashFile(file: string): Promise<string> {
+async function hashFile(file: string): Promise<string> {
   const hash = newSha256();
   const fh = await open(file, 'r');
   try {

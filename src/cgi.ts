@@ -8,7 +8,7 @@ import { REASONS } from './reasons.ts';
 import { isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
 /** Builds the request from CGI variables (RFC 3875) and stdin. */
-export function requestFromEnv(env: NodeJS.ProcessEnv): ApieRequest {
+function requestFromEnv(env: NodeJS.ProcessEnv): ApieRequest {
   const headers: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) {
     if (key.startsWith('HTTP_') && value !== undefined) headers[key.slice(5).toLowerCase().replace(/_/g, '-')] = value;
@@ -55,6 +55,10 @@ async function* readStdin(length: number | undefined): AsyncGenerator<Uint8Array
   }
 }
 
+// stdin may be a non-blocking pipe: O_NONBLOCK belongs to the open file,
+// which this process shares with whoever made the pipe (libuv, in a Node
+// parent, sets it on its pipes). A read with no data yet then fails with
+// EAGAIN instead of waiting: wait briefly and read again.
 function readSome(buf: Buffer, offset: number): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     const attempt = () => read(0, buf, offset, buf.length - offset, null, (err, bytes) => {
@@ -68,7 +72,7 @@ function readSome(buf: Buffer, offset: number): Promise<number> {
 
 // stdout may be a non-blocking pipe; wait briefly when it is full.
 const pause = new Int32Array(new SharedArrayBuffer(4));
-function writeAll(data: Uint8Array): void {
+function writeStdout(data: Uint8Array): void {
   let off = 0;
   while (off < data.length) {
     try {
@@ -81,17 +85,17 @@ function writeAll(data: Uint8Array): void {
 }
 
 /** Writes a response the way a CGI program must: Status line, headers, body. */
-export async function writeResponse(res: ApieResponse): Promise<void> {
+async function writeResponse(res: ApieResponse): Promise<void> {
   let head = `Status: ${res.status} ${REASONS[res.status] ?? ''}\r\n`;
   for (const [k, v] of Object.entries(res.headers)) head += `${k}: ${v}\r\n`;
   const { body } = res;
   if (typeof body === 'string') {
-    writeAll(Buffer.from(head + '\r\n' + body));
+    writeStdout(Buffer.from(head + '\r\n' + body));
     return;
   }
-  writeAll(Buffer.from(head + '\r\n'));
+  writeStdout(Buffer.from(head + '\r\n'));
   if (body instanceof Uint8Array) {
-    writeAll(body);
+    writeStdout(body);
   } else if (isFileBody(body)) {
     // Synchronous reads and writes: nothing else runs, and it is the fastest path.
     const fd = openSync(body.file, 'r');
@@ -102,14 +106,14 @@ export async function writeResponse(res: ApieResponse): Promise<void> {
       while (pos <= body.end) {
         const n = readSync(fd, buf, 0, Math.min(buf.length, body.end - pos + 1), pos);
         if (n === 0) break;
-        writeAll(buf.subarray(0, n));
+        writeStdout(buf.subarray(0, n));
         pos += n;
       }
     } finally {
       closeSync(fd);
     }
   } else if (body) {
-    for await (const chunk of body) writeAll(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    for await (const chunk of body) writeStdout(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
   }
 }
 

@@ -1,10 +1,9 @@
 // The command line: parses argv and hands over to one module per command.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { workerOptions } from './args.ts';
 import { ApieError } from './errors.ts';
 import { VERSION } from './version.ts';
 
-export const USAGE = `Apie ${VERSION}: an event log, a content store and Basic auth, as CGI or a server.
+const USAGE = `Apie ${VERSION}: an event log, a content store and Basic auth, as CGI or a server.
 
 Usage:
   apie serve [--host 127.0.0.1] [--port 8000] [--data DIR] [--workers N] [--quiet]
@@ -22,22 +21,6 @@ Usage:
 The data directory is $APIE_DATA, else --data DIR, else apie-data beside the executable.
 Started by a web server (GATEWAY_INTERFACE set), apie answers one CGI request instead.
 `;
-
-export type Options = Record<string, string | boolean | undefined>;
-export interface Parsed {
-  positionals: string[];
-  values: Options;
-}
-
-/** Parses flags strictly: unknown flags and missing values are usage errors. */
-export function parse(args: string[], options: ParseArgsConfig['options']): Parsed {
-  try {
-    const { values, positionals } = parseArgs({ args, options: { ...options, data: { type: 'string' } }, allowPositionals: true, strict: true });
-    return { values: values as Options, positionals };
-  } catch (err) {
-    throw new ApieError('usage', (err as Error).message, { cause: err });
-  }
-}
 
 type Command = (args: string[]) => Promise<number>;
 

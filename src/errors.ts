@@ -22,7 +22,7 @@ export type ErrorCode =
   | 'internal';
 
 /** The HTTP status of each code: the one table. */
-export const STATUS: Record<ErrorCode, number> = {
+const STATUS: Record<ErrorCode, number> = {
   'bad-request': 400,
   unauthorized: 401,
   forbidden: 403,
@@ -40,7 +40,7 @@ export const STATUS: Record<ErrorCode, number> = {
   internal: 500,
 };
 
-export interface ApieErrorOptions {
+interface ApieErrorOptions {
   /** The error this one wraps, kept for the log. */
   cause?: unknown;
   /** Response headers that belong with the error (Allow, Retry-After, WWW-Authenticate…). */

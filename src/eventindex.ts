@@ -59,6 +59,8 @@ export function idKey(eventId: string): Buffer {
   const key = Buffer.alloc(8);
   key.writeUInt32LE(fnv(bytes, 0x811c9dc5), 0);
   key.writeUInt32LE(fnv(bytes, 0x2f6b5a13), 4);
+  // All zeros means "no eventId" in an offsets entry: an id that hashes to it
+  // takes another key, or it would never be indexed nor found.
   return key.equals(NO_KEY) ? Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]) : key;
 }
 
@@ -137,7 +139,7 @@ function writeHeader(fd: number, info: TableInfo): void {
 }
 
 /** Sequence numbers whose slot holds this key and kind, in probe order. */
-export function* candidates(fd: number, info: TableInfo, key: Buffer, kind: number): Generator<number> {
+export function* seqsWithKey(fd: number, info: TableInfo, key: Buffer, kind: number): Generator<number> {
   const mask = info.capacity - 1;
   const chunk = Buffer.allocUnsafe(8 * SLOT);
   let slot = key.readUInt32LE(0) & mask;

@@ -14,7 +14,7 @@ import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
 import { ensureDirDurably, fsyncPath, readFully, writeFully } from './fsutil.ts';
 import {
-  ENTRY_SIZE, KIND_HASH, KIND_ID, candidates, committedCount, encodeEntries, hashKey, idKey, insertSlots, readEntries,
+  ENTRY_SIZE, KIND_HASH, KIND_ID, seqsWithKey, committedCount, encodeEntries, hashKey, idKey, insertSlots, readEntries,
   rebuildTable, setIndexed, slotsOf, tableInfo, type Entry,
 } from './eventindex.ts';
 import {
@@ -289,7 +289,7 @@ class LogWriter extends LogReader {
   }
 
   private tableHas(key: Buffer, kind: number, seq: number): boolean {
-    for (const s of candidates(this.tableFd!, this.table!, key, kind)) if (s === seq) return true;
+    for (const s of seqsWithKey(this.tableFd!, this.table!, key, kind)) if (s === seq) return true;
     return false;
   }
 }

@@ -4,7 +4,7 @@
 import { closeSync, existsSync, openSync, watch } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ApieError } from './errors.ts';
-import { KIND_HASH, KIND_ID, candidates, committedCount, hashKey, idKey, readEntries, tableInfo, type TableInfo } from './eventindex.ts';
+import { KIND_HASH, KIND_ID, seqsWithKey, committedCount, hashKey, idKey, readEntries, tableInfo, type TableInfo } from './eventindex.ts';
 import { ifExists, readFully } from './fsutil.ts';
 import { HASH_RE } from './sha256.ts';
 
@@ -27,7 +27,7 @@ export const NL = 0x0a;
 // Longest record header: 64 hex, a space, up to 15 digits, a newline.
 const MAX_HEADER = 81;
 
-interface Parsed {
+interface ParsedRecord {
   hash: string;
   json: Buffer;
   /** Position just after the record's closing newline. */
@@ -35,7 +35,7 @@ interface Parsed {
 }
 
 /** Parses the record at buf[pos…]; undefined when it is cut short or malformed. */
-export function parseRecord(buf: Buffer, pos: number): Parsed | undefined {
+export function parseRecord(buf: Buffer, pos: number): ParsedRecord | undefined {
   if (buf.length - pos < 67 || buf[pos + 64] !== 0x20) return undefined;
   const hash = buf.toString('latin1', pos, pos + 64);
   if (!HASH_RE.test(hash)) return undefined;
@@ -144,7 +144,7 @@ export class LogReader {
   private lookup(key: Buffer, kind: number, confirm: (seq: number) => boolean): number | undefined {
     const seen = new Set<number>();
     if (this.table && this.tableFd !== undefined) {
-      for (const seq of candidates(this.tableFd, this.table, key, kind)) {
+      for (const seq of seqsWithKey(this.tableFd, this.table, key, kind)) {
         // Slots past the count belong to an append not (yet) committed.
         if (seq <= this.count && !seen.has(seq) && confirm(seq)) return seq;
         seen.add(seq);

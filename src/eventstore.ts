@@ -38,7 +38,7 @@ export function directStreams(dataDir: string, config: Config): Streams {
 }
 
 /** The result of one request of a batch, or its refusal thrown. */
-export function settle(result: AppendResult | ApieError): AppendResult {
+function settle(result: AppendResult | ApieError): AppendResult {
   if (result instanceof ApieError) throw result;
   return result;
 }

@@ -10,7 +10,7 @@ export function json(value: unknown, status = 200, headers: Record<string, strin
 }
 
 /** Reads the whole body, answering 413 as soon as it grows past `limit` bytes. */
-export async function readBody(req: ApieRequest, limit: number): Promise<Buffer> {
+async function readBody(req: ApieRequest, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (declared > limit) throw new ApieError('too-large', `request body is over the limit of ${limit} bytes`);
   const chunks: Buffer[] = [];

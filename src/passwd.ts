@@ -6,7 +6,7 @@ import type { Config } from './config.ts';
 import { readTextOrNull, writeFileAtomic } from './fsutil.ts';
 import type { User } from './types.ts';
 
-export interface Passwd {
+interface Passwd {
   users: Map<string, User>;
   /** Malformed lines, with their 1-based line numbers. */
   problems: string[];
@@ -33,7 +33,7 @@ export function passwordProblem(password: string): string | null {
 }
 
 /** The path of DIR/passwd. */
-export function passwdPath(dataDir: string): string {
+function passwdPath(dataDir: string): string {
   return join(dataDir, 'passwd');
 }
 

@@ -6,7 +6,7 @@ import { ApieError } from './errors.ts';
 import { LiveStreams } from './livelog.ts';
 import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
-export interface ServerOptions {
+interface ServerOptions {
   host: string;
   port: number;
   ctx: Context;
@@ -14,7 +14,7 @@ export interface ServerOptions {
 }
 
 /** Builds the shared request shape from a node:http request. */
-export function requestFromHttp(req: IncomingMessage): ApieRequest {
+function requestFromHttp(req: IncomingMessage): ApieRequest {
   const url = new URL(req.url ?? '/', 'http://localhost');
   let path: string;
   try {
@@ -65,12 +65,13 @@ async function send(res: ServerResponse, out: ApieResponse): Promise<number> {
   return bodyLength(body) ?? 0;
 }
 
-// Ends long polls and event streams when the server stops.
-const shutdown = new AbortController();
+// Each server's signal that ends its long polls and event streams when it stops.
+const shutdowns = new WeakMap<Server, AbortController>();
 
 /** Starts listening; resolves once the port is bound. */
 export function startServer(opts: ServerOptions): Promise<Server> {
   const streams = new LiveStreams(opts.ctx.dataDir, opts.ctx.config);
+  const shutdown = new AbortController();
   const server = createServer(async (req, res) => {
     const started = performance.now();
     const ctx: Context = { ...opts.ctx, user: undefined, shutdown: shutdown.signal, streams };
@@ -98,6 +99,7 @@ export function startServer(opts: ServerOptions): Promise<Server> {
   server.headersTimeout = 20_000;
   // Uploads of gigabytes may take long: no limit on the whole request.
   server.requestTimeout = 0;
+  shutdowns.set(server, shutdown);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve(server));
@@ -111,7 +113,7 @@ export function startServer(opts: ServerOptions): Promise<Server> {
 export function stopServer(server: Server, graceMs = 10_000): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
-    shutdown.abort();
+    shutdowns.get(server)?.abort();
     server.closeIdleConnections();
     setTimeout(() => server.closeAllConnections(), graceMs).unref();
   });

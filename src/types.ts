@@ -19,13 +19,13 @@ export interface ApieRequest {
 }
 
 /** A byte range of a file on disk, streamed by the front end (inclusive end). */
-export interface FileBody {
+interface FileBody {
   file: string;
   start: number;
   end: number;
 }
 
-export type Body = string | Uint8Array | FileBody | AsyncIterable<string | Uint8Array> | null | undefined;
+type Body = string | Uint8Array | FileBody | AsyncIterable<string | Uint8Array> | null | undefined;
 
 export interface ApieResponse {
   status: number;

@@ -3,9 +3,8 @@
 // names the first damaged event and restores file modes.
 import { chmodSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ALICE, FRONT_ENDS, giveToWebUser, tempDir, type Site } from './lib/harness.ts';
+import { ALICE, FRONT_ENDS, giveToWebUser, siteSuite, tempDir } from './lib/harness.ts';
 import { H0, logHead, put, writeOriginalApie } from './lib/events.ts';
 
 // J as the original wrote it: compact, pretty-printed (newlines inside), non-ASCII.
@@ -15,14 +14,10 @@ const originals = Array.from({ length: 12 }, (_, i) => {
 });
 
 for (const fe of FRONT_ENDS.filter((f) => f.name !== 'server')) {
-  const t = suite<{ site: Site }>(`events command line via ${fe.name}`);
-  t.before.each(async (ctx) => {
-    ctx.site = await fe.open({ config: { fileMode: '0640', dirMode: '0750' } });
-  });
+  const t = siteSuite(fe, `events command line via ${fe.name}`, { config: { fileMode: '0640', dirMode: '0750' } });
   // Original directories made by a test, removed after it.
   const made: string[] = [];
-  t.after.each(async (ctx) => {
-    await ctx.site.close();
+  t.after.each(() => {
     for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
 

@@ -1,9 +1,9 @@
 // Many writers at once and writers killed mid-append: the log keeps exactly
 // the accepted events in one chain that verifies, and loses no answered 200.
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ALICE, FRONT_ENDS, type Site } from './lib/harness.ts';
+import { ALICE, FRONT_END, siteSuite, type Site } from './lib/harness.ts';
 import { assertChain, cgiProcess, logHead, put } from './lib/events.ts';
+import { seeded } from './lib/random.ts';
 
 const WRITERS = 8;
 const EACH = 50;
@@ -21,15 +21,8 @@ async function verifies(site: Site): Promise<void> {
   assert.is(cli.status, 0, cli.stderr);
 }
 
-const apache = FRONT_ENDS.find((f) => f.name === 'apache');
-if (apache) {
-  const t = suite<{ site: Site }>('events: concurrent writers via apache');
-  t.before(async (ctx) => {
-    ctx.site = await apache.open();
-  });
-  t.after(async (ctx) => {
-    await ctx.site.close();
-  });
+{
+  const t = siteSuite(FRONT_END.apache, 'events: concurrent writers via apache');
 
   t(`should keep all ${WRITERS}×${EACH} appends of concurrent writers in one chain`, async ({ site }) => {
     const answered: string[] = [];
@@ -81,16 +74,11 @@ if (apache) {
   t.run();
 }
 
-const cgi = FRONT_ENDS.find((f) => f.name === 'cgi')!;
 const ROUNDS = 30;
-const t = suite<{ site: Site }>('events: writers killed with SIGKILL');
-t.before(async (ctx) => {
-  // A dead writer's lock blocks others for 2 s only.
-  ctx.site = await cgi.open({ config: { lockStaleSeconds: 2 } });
-});
-t.after(async (ctx) => {
-  await ctx.site.close();
-});
+// A dead writer's lock blocks others for 2 s only.
+const t = siteSuite(FRONT_END.cgi, 'events: writers killed with SIGKILL', { config: { lockStaleSeconds: 2 } });
+// When each kill lands: random, replayable from the seed it prints.
+const random = seeded('events: writers killed with SIGKILL');
 
 t(`should verify and keep every answered event after ${ROUNDS} rounds of kill -9`, async ({ site }) => {
   // How long an append takes here, so kills land before, inside and after it.
@@ -101,7 +89,7 @@ t(`should verify and keep every answered event after ${ROUNDS} rounds of kill -9
   let killed = 0;
   for (let round = 0; round < ROUNDS; round++) {
     const body = (w: number) => JSON.stringify({ eventType: 'crash', body: { round, w } });
-    const runs = await Promise.all([0, 1, 2].map((w) => cgiProcess(site, 'PUT', '/events', body(w), {}, w === 2 ? undefined : span * (0.3 + Math.random()))));
+    const runs = await Promise.all([0, 1, 2].map((w) => cgiProcess(site, 'PUT', '/events', body(w), {}, w === 2 ? undefined : span * (0.3 + random()))));
     for (const run of runs) {
       if (run.killed) killed++;
       else {

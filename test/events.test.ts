@@ -2,24 +2,18 @@
 // named stream's `/streams/NAME/events`: appends, the hash chain, ranges and
 // paging, conditional requests, idempotent retries, HEAD, wait, verify, and
 // bad input that must leave the log unchanged.
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ALICE, FRONT_ENDS, type Site } from './lib/harness.ts';
-import { assertChain, cgiProcess, H0, logHead as headOf, put as putTo, sha } from './lib/events.ts';
+import { ALICE, FRONT_ENDS, siteSuite, untilWaiting, waitFor, type Site } from './lib/harness.ts';
+import { assertChain, cgiProcess, H0, logHead as headOf, put as putTo, seed as seedAt, sha } from './lib/events.ts';
 
 const UNKNOWN = 'ab'.repeat(32);
 
 for (const fe of FRONT_ENDS) for (const E of ['/events', '/streams/todo.list-1/events']) {
-  const t = suite<{ site: Site; events: any[] }>(`events at ${E} via ${fe.name}`);
+  // Each test has its own data directory, and appends the events it needs.
+  const t = siteSuite(fe, `events at ${E} via ${fe.name}`, { config: { maxEventBytes: 4096 } });
   const put = (site: Site, event: unknown, headers: Record<string, string> = {}) => putTo(site, event, headers, E);
   const logHead = (site: Site) => headOf(site, E);
-  t.before(async (ctx) => {
-    ctx.site = await fe.open({ config: { maxEventBytes: 4096 } });
-    ctx.events = [];
-  });
-  t.after(async (ctx) => {
-    await ctx.site.close();
-  });
+  const seed = (site: Site, n: number) => seedAt(site, n, E);
   const get = (site: Site, path: string, headers: Record<string, string> = {}) => site.request('GET', path, { auth: ALICE, headers });
 
   t('should answer an empty log with [] and HEAD with count 0 and no ETag', async ({ site }) => {
@@ -36,8 +30,8 @@ for (const fe of FRONT_ENDS) for (const E of ['/events', '/streams/todo.list-1/e
     assert.is(head.headers['x-apie-hash'], undefined);
   });
 
-  t('should append the first event with If-Match of the empty log and chain it from H(0)', async (ctx) => {
-    const r = await put(ctx.site, { eventType: 'todo-added', body: { title: 'milk' } }, { 'If-Match': `"${H0}"` });
+  t('should append the first event with If-Match of the empty log and chain it from H(0)', async ({ site }) => {
+    const r = await put(site, { eventType: 'todo-added', body: { title: 'milk' } }, { 'If-Match': `"${H0}"` });
     assert.is(r.status, 200, r.text);
     const e = r.json();
     assert.equal(Object.keys(e), ['eventId', 'eventType', 'body', 'createdBy', 'createdAt', 'hash']);
@@ -47,34 +41,36 @@ for (const fe of FRONT_ENDS) for (const E of ['/events', '/streams/todo.list-1/e
     assert.is(r.headers.etag, `"${e.hash}"`);
     assert.is(r.headers['x-apie-hash'], e.hash);
     assertChain([e]);
-    ctx.events.push(e);
   });
 
-  t('should chain further events, keeping any JSON body and a given eventId', async (ctx) => {
-    const bodies = [[1, 'two', null], 'text ü ✓', null, { nested: { deep: [true, 1.5e300] } }];
+  t('should chain events, keeping any JSON body and a given eventId', async ({ site }) => {
+    const bodies = [{ title: 'milk' }, [1, 'two', null], 'text ü ✓', null, { nested: { deep: [true, 1.5e300] } }];
+    const events: any[] = [];
     for (const [i, body] of bodies.entries()) {
       const eventId = i === 1 ? '0b7a1c52-8d9e-4f4a-9c3b-2f1e0d9c8b7a' : undefined;
-      const r = await put(ctx.site, { eventType: `type-${i}`, body, ...(eventId ? { eventId } : {}) });
+      const r = await put(site, { eventType: `type-${i}`, body, ...(eventId ? { eventId } : {}) });
       assert.is(r.status, 200, r.text);
       assert.equal(r.json().body, body);
       if (eventId) assert.is(r.json().eventId, eventId);
-      ctx.events.push(r.json());
+      events.push(r.json());
     }
-    const all = await get(ctx.site, E);
-    assert.equal(all.json(), ctx.events);
+    const all = await get(site, E);
+    assert.equal(all.json(), events);
     const last = assertChain(all.json());
     assert.is(all.headers.etag, `"${last}"`);
     assert.is(all.headers['x-apie-hash'], last);
   });
 
-  t('should answer HEAD with the count and the last hash', async ({ site, events }) => {
+  t('should answer HEAD with the count and the last hash', async ({ site }) => {
+    const events = await seed(site, 3);
     const head = await site.request('HEAD', E, { auth: ALICE });
     assert.is(head.headers['x-apie-count'], String(events.length));
     assert.is(head.headers.etag, `"${events.at(-1).hash}"`);
     assert.is(head.body.length, 0);
   });
 
-  t('should select with from, after and to, inclusive where the contract says', async ({ site, events }) => {
+  t('should select with from, after and to, inclusive where the contract says', async ({ site }) => {
+    const events = await seed(site, 5);
     const [a, b, c, d, e] = events.map((x) => x.hash);
     const cases: [string, any[]][] = [
       [`from=${a}`, events],
@@ -112,7 +108,8 @@ for (const fe of FRONT_ENDS) for (const E of ['/events', '/streams/todo.list-1/e
     }
   });
 
-  t('should page with limit and a Link to the next page until the end', async ({ site, events }) => {
+  t('should page with limit and a Link to the next page until the end', async ({ site }) => {
+    const events = await seed(site, 5);
     const seen: any[] = [];
     let path: string | undefined = `${E}?limit=2`;
     for (let page = 0; path && page < 10; page++) {
@@ -142,7 +139,8 @@ for (const fe of FRONT_ENDS) for (const E of ['/events', '/streams/todo.list-1/e
     assert.match(bounded.headers.link, `to=${events[2].hash}`);
   });
 
-  t('should answer 304 to If-None-Match with the would-be ETag, in any spelling', async ({ site, events }) => {
+  t('should answer 304 to If-None-Match with the would-be ETag, in any spelling', async ({ site }) => {
+    const events = await seed(site, 2);
     const last = events.at(-1).hash;
     for (const inm of [`"${last}"`, last, `W/"${last}"`, `"${UNKNOWN}", "${last}"`, '*']) {
       const r = await get(site, E, { 'If-None-Match': inm });
@@ -155,7 +153,8 @@ for (const fe of FRONT_ENDS) for (const E of ['/events', '/streams/todo.list-1/e
     assert.is(page.status, 304);
   });
 
-  t('should answer GET /events/H with one event and its ETag', async ({ site, events }) => {
+  t('should answer GET /events/H with one event and its ETag', async ({ site }) => {
+    const events = await seed(site, 2);
     for (const e of [events[0], events.at(-1)]) {
       const r = await get(site, `${E}/${e.hash}`);
       assert.is(r.status, 200);
@@ -169,44 +168,46 @@ for (const fe of FRONT_ENDS) for (const E of ['/events', '/streams/todo.list-1/e
     assert.is((await get(site, `${E}/not-a-hash`)).status, 400);
   });
 
-  t('should honour If-Match right (quoted, unquoted, W/, *) and refuse a wrong one with 412', async (ctx) => {
+  t('should honour If-Match right (quoted, unquoted, W/, *) and refuse a wrong one with 412', async ({ site }) => {
+    const events = await seed(site, 1);
     for (const form of [(h: string) => h, (h: string) => `"${h}"`, (h: string) => `W/"${h}"`, () => '*']) {
-      const last = ctx.events.at(-1).hash;
-      const r = await put(ctx.site, { eventType: 'if-match', body: form('x') }, { 'If-Match': form(last) });
+      const last = events.at(-1).hash;
+      const r = await put(site, { eventType: 'if-match', body: form('x') }, { 'If-Match': form(last) });
       assert.is(r.status, 200, form(last));
       assert.is(r.json().hash, sha(last, JSON.stringify((({ hash, ...rest }) => rest)(r.json()))));
-      ctx.events.push(r.json());
+      events.push(r.json());
     }
-    const before = await logHead(ctx.site);
-    for (const wrong of [ctx.events.at(-2).hash, H0, UNKNOWN]) {
-      const r = await put(ctx.site, { eventType: 'if-match', body: 'stale' }, { 'If-Match': `"${wrong}"` });
+    const before = await logHead(site);
+    for (const wrong of [events.at(-2).hash, H0, UNKNOWN]) {
+      const r = await put(site, { eventType: 'if-match', body: 'stale' }, { 'If-Match': `"${wrong}"` });
       assert.is(r.status, 412);
       assert.is(r.json().status, 'error');
-      assert.is(r.headers['x-apie-hash'], before.hash); // the current last hash, for a retry
+      // The current last hash, for a retry.
+      assert.is(r.headers['x-apie-hash'], before.hash);
+      assert.is(r.headers.etag, `"${before.hash}"`);
     }
-    assert.is((await put(ctx.site, { eventType: 'x', body: 1 }, { 'If-Match': 'nonsense' })).status, 400);
-    assert.equal(await logHead(ctx.site), before);
+    assert.is((await put(site, { eventType: 'x', body: 1 }, { 'If-Match': 'nonsense' })).status, 400);
+    assert.equal(await logHead(site), before);
   });
 
-  t('should answer a retried eventId with the stored event, and other content with 409', async (ctx) => {
+  t('should answer a retried eventId with the stored event, and other content with 409', async ({ site }) => {
     const eventId = '7d444840-9dc0-41d3-aa4b-e5c3f3a4e6f1';
-    const first = await put(ctx.site, { eventType: 'paid', body: { amount: 5, currency: 'EUR' }, eventId });
+    const first = await put(site, { eventType: 'paid', body: { amount: 5, currency: 'EUR' }, eventId });
     assert.is(first.status, 200);
-    ctx.events.push(first.json());
-    const before = await logHead(ctx.site);
+    const before = await logHead(site);
     // Same content (keys in another order, a stale If-Match): the same event, nothing appended.
-    const retry = await put(ctx.site, { eventId, body: { currency: 'EUR', amount: 5 }, eventType: 'paid' }, { 'If-Match': H0 });
+    const retry = await put(site, { eventId, body: { currency: 'EUR', amount: 5 }, eventType: 'paid' }, { 'If-Match': H0 });
     assert.is(retry.status, 200);
     assert.equal(retry.json(), first.json());
     assert.is(retry.headers.etag, first.headers.etag);
-    const upper = await put(ctx.site, { eventType: 'paid', body: { amount: 5, currency: 'EUR' }, eventId: eventId.toUpperCase() });
+    const upper = await put(site, { eventType: 'paid', body: { amount: 5, currency: 'EUR' }, eventId: eventId.toUpperCase() });
     assert.equal(upper.json(), first.json());
     for (const other of [{ eventType: 'paid', body: { amount: 6, currency: 'EUR' } }, { eventType: 'refunded', body: { amount: 5, currency: 'EUR' } }]) {
-      const r = await put(ctx.site, { ...other, eventId });
+      const r = await put(site, { ...other, eventId });
       assert.is(r.status, 409);
       assert.is(r.json().status, 'error');
     }
-    assert.equal(await logHead(ctx.site), before);
+    assert.equal(await logHead(site), before);
   });
 
   t('should refuse malformed events with 400 naming the problem, and leave the log unchanged', async ({ site }) => {
@@ -243,17 +244,18 @@ for (const fe of FRONT_ENDS) for (const E of ['/events', '/streams/todo.list-1/e
   });
 
   t('should hold a wait request until another process appends, and answer [] when none does', async ({ site }) => {
-    const { hash } = await logHead(site);
-    const started = Date.now();
-    const waiting = get(site, `${E}?after=${hash}&wait=60`);
-    await new Promise((r) => setTimeout(r, 1500));
+    const [{ hash }] = await seed(site, 1);
+    let answered = false;
+    const waiting = get(site, `${E}?after=${hash}&wait=60`).finally(() => (answered = true));
+    await untilWaiting(site.dataDir);
+    assert.not.ok(answered, 'held until an append');
     const appended = await cgiProcess(site, 'PUT', E, JSON.stringify({ eventType: 'woke', body: 1 }));
     assert.is(appended.reply!.status, 200);
+    // Woken by the append: well before its 60 s run out.
+    await waitFor('the waiting request to be answered', () => answered, 30_000);
     const r = await waiting;
     assert.is(r.status, 200);
     assert.equal(r.json(), [appended.reply!.json()]);
-    // Answered because of the append, long before the 60 s ran out.
-    assert.ok(Date.now() - started < 45_000);
     const last = appended.reply!.json().hash;
     const idle = await get(site, `${E}?after=${last}&wait=1`);
     assert.is(idle.status, 200);
@@ -261,6 +263,7 @@ for (const fe of FRONT_ENDS) for (const E of ['/events', '/streams/todo.list-1/e
   });
 
   t('should verify the chain and report count and last hash', async ({ site }) => {
+    await seed(site, 3);
     const head = await logHead(site);
     const r = await site.request('POST', `${E}/verify`, { auth: ALICE });
     assert.is(r.status, 200, r.text);

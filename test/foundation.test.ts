@@ -1,16 +1,9 @@
 // The request path through every front end: root, info, 401/404/405, HEAD.
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ALICE, FRONT_ENDS, type Site } from './lib/harness.ts';
+import { ALICE, FRONT_END, FRONT_ENDS, frontEndSuite, siteSuite } from './lib/harness.ts';
 
 for (const fe of FRONT_ENDS) {
-  const t = suite<{ site: Site }>(`foundation via ${fe.name}`);
-  t.before(async (ctx) => {
-    ctx.site = await fe.open();
-  });
-  t.after(async (ctx) => {
-    await ctx.site.close();
-  });
+  const t = siteSuite(fe, `foundation via ${fe.name}`);
 
   t('should answer GET / with the version as text', async ({ site }) => {
     const r = await site.request('GET', '/', { auth: ALICE });
@@ -76,15 +69,8 @@ for (const fe of FRONT_ENDS) {
   t.run();
 }
 
-if (FRONT_ENDS.some((fe) => fe.name === 'apache')) {
-  const apache = FRONT_ENDS.find((fe) => fe.name === 'apache')!;
-  const t = suite<{ site: Site }>('apache: the shipped .htaccess');
-  t.before(async (ctx) => {
-    ctx.site = await apache.open();
-  });
-  t.after(async (ctx) => {
-    await ctx.site.close();
-  });
+{
+  const t = siteSuite(FRONT_END.apache, 'apache: the shipped .htaccess');
 
   t('should route paths under the directory to apie.cgi', async ({ site }) => {
     const dir = site.base.replace(/\/apie\.cgi$/, '');
@@ -106,7 +92,7 @@ if (FRONT_ENDS.some((fe) => fe.name === 'apache')) {
 }
 
 for (const fe of FRONT_ENDS) {
-  const t = suite<{ site: Site }>(`configuration via ${fe.name}`);
+  const t = frontEndSuite(fe, `configuration via ${fe.name}`);
   t('should answer 500 naming an unknown key in apie.json, readable by an allowed origin', async () => {
     const origin = 'https://app.example.com';
     const site = await fe.open({ config: { maxEventBytes: 10, colour: 'blue', corsOrigins: [origin] } }).catch((err: Error) => err);

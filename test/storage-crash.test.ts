@@ -6,24 +6,12 @@ import { createHash } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ALICE, EXE, FRONT_ENDS, cgiEnv, parseCgiOutput, startServe, stop, type Site } from './lib/harness.ts';
+import { ALICE, EXE, FRONT_END, cgiEnv, parseCgiOutput, siteSuite, startServe, stop, waitFor } from './lib/harness.ts';
 import { CHUNK, basic, pattern, patternBytes, patternHash, peakKiB, rawRequest, sha256, storeFiles } from './lib/storage.ts';
-
-const cgi = FRONT_ENDS.find((fe) => fe.name === 'cgi')!;
-const server = FRONT_ENDS.find((fe) => fe.name === 'server')!;
 
 const tempFiles = (dataDir: string) => readdirSync(join(dataDir, 'storage', 'tmp'));
 const blobFiles = (dataDir: string) => storeFiles(dataDir).filter((f) => f.startsWith('blobs/'));
-
-async function until(what: string, check: () => boolean): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 // Waits until some upload's temporary file holds at least `bytes`.
 const tempHolds = (dataDir: string, bytes: number) => () => {
@@ -61,18 +49,12 @@ function startCgiUpload(dataDir: string, size: number, seed: number, sent: numbe
 }
 
 {
-  const t = suite<{ site: Site }>('storage crashes via cgi');
-  t.before.each(async (ctx) => {
-    ctx.site = await cgi.open();
-  });
-  t.after.each(async (ctx) => {
-    await ctx.site.close();
-  });
+  const t = siteSuite(FRONT_END.cgi, 'storage crashes via cgi');
 
   t('should show no partial blob after kill -9 mid-upload, and accept the same upload later', async ({ site }) => {
     const size = 24 * CHUNK;
     const upload = startCgiUpload(site.dataDir, size, 7, 12 * CHUNK);
-    await until('half the upload on disk', tempHolds(site.dataDir, 4 * CHUNK));
+    await waitFor('half the upload on disk', tempHolds(site.dataDir, 4 * CHUNK));
     await stop(upload.child, 'SIGKILL');
     assert.equal(blobFiles(site.dataDir), [], 'nothing visible');
     assert.is(tempFiles(site.dataDir).length, 1, 'the dead upload left its temporary file');
@@ -90,7 +72,7 @@ function startCgiUpload(dataDir: string, size: number, seed: number, sent: numbe
   t('should leave a running upload alone while cleaning up', async ({ site }) => {
     const size = 16 * CHUNK;
     const running = startCgiUpload(site.dataDir, size, 8, 4 * CHUNK);
-    await until('the upload on disk', tempHolds(site.dataDir, 2 * CHUNK));
+    await waitFor('the upload on disk', tempHolds(site.dataDir, 2 * CHUNK));
     // Another upload sweeps the temporary files meanwhile.
     assert.is((await site.request('PUT', '/storage/other', { auth: ALICE, body: Buffer.from('other') })).status, 200);
     assert.is(tempFiles(site.dataDir).length, 1, 'the running upload keeps its file');
@@ -139,13 +121,7 @@ function startCgiUpload(dataDir: string, size: number, seed: number, sent: numbe
 }
 
 {
-  const t = suite<{ site: Site }>('storage crashes via server');
-  t.before.each(async (ctx) => {
-    ctx.site = await server.open();
-  });
-  t.after.each(async (ctx) => {
-    await ctx.site.close();
-  });
+  const t = siteSuite(FRONT_END.server, 'storage crashes via server');
 
   t('should show no partial blob after kill -9 of the server mid-upload', async ({ site }) => {
     // A second server on the same data directory, to be killed: one process,
@@ -159,7 +135,7 @@ function startCgiUpload(dataDir: string, size: number, seed: number, sent: numbe
       req.write(Buffer.from(c));
       if ((sent += c.length) >= 12 * CHUNK) break;
     }
-    await until('half the upload on disk', tempHolds(site.dataDir, 4 * CHUNK));
+    await waitFor('half the upload on disk', tempHolds(site.dataDir, 4 * CHUNK));
     await stop(victim.child, 'SIGKILL');
     req.destroy();
     assert.equal(blobFiles(site.dataDir), [], 'nothing visible');
@@ -177,9 +153,9 @@ function startCgiUpload(dataDir: string, size: number, seed: number, sent: numbe
     const req = httpRequest({ host: url.hostname, port: url.port, method: 'PUT', path: '/storage/abandoned.bin', headers: { Authorization: basic(ALICE), 'Content-Length': String(16 * CHUNK) } });
     req.on('error', () => {});
     for (const c of pattern(4 * CHUNK, 11)) req.write(Buffer.from(c));
-    await until('the upload on disk', tempHolds(site.dataDir, 2 * CHUNK));
+    await waitFor('the upload on disk', tempHolds(site.dataDir, 2 * CHUNK));
     req.destroy();
-    await until('the temporary file removed', () => tempFiles(site.dataDir).length === 0);
+    await waitFor('the temporary file removed', () => tempFiles(site.dataDir).length === 0);
     assert.equal(blobFiles(site.dataDir), []);
   });
 

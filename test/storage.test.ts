@@ -2,9 +2,8 @@
 // conditional requests, names, digests, limits, delete, verify, concurrency.
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ALICE, FRONT_ENDS, fileMode, type Site } from './lib/harness.ts';
+import { ALICE, FRONT_ENDS, fileMode, siteSuite, type Site } from './lib/harness.ts';
 import { EMPTY_HASH, blobDirs, blobPath, pattern, patternBytes, rawRequest, sha256, storeFiles } from './lib/storage.ts';
 
 const put = (site: Site, name: string, body: Buffer | string, headers: Record<string, string> = {}) =>
@@ -40,13 +39,7 @@ const BAD_NAMES: { why: string; path: string; skip?: string[] }[] = [
 ];
 
 for (const fe of FRONT_ENDS) {
-  const t = suite<{ site: Site }>(`storage via ${fe.name}`);
-  t.before.each(async (ctx) => {
-    ctx.site = await fe.open({ config: { maxUploadBytes: 8 * 1024 * 1024 } });
-  });
-  t.after.each(async (ctx) => {
-    await ctx.site.close();
-  });
+  const t = siteSuite(fe, `storage via ${fe.name}`, { config: { maxUploadBytes: 8 * 1024 * 1024 } });
 
   t('should store an upload and give back the same bytes with all the headers', async ({ site }) => {
     const bytes = patternBytes(3 * 1024 * 1024 + 17, 1);

@@ -5,14 +5,14 @@
 // line and the event JSON after it. A chain that does not verify is refused.
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { parse } from '../cli.ts';
+import { parse } from '../args.ts';
 import { loadConfig, resolveDataDir } from '../config.ts';
 import { ApieError } from '../errors.ts';
 import { appendRaw, chainHash, head, parseEventObject } from '../eventlog.ts';
 import { HASH_RE } from '../sha256.ts';
 import { DEFAULT_STREAM, parseStreamName, streamDir } from '../streams.ts';
 
-interface Entry {
+interface OriginalEntry {
   /** Where the entry came from, for messages: "entry 3 (name)". */
   label: string;
   prev: string;
@@ -22,7 +22,7 @@ interface Entry {
   named?: string;
 }
 
-function readEntry(dir: string, line: string, n: number): Entry {
+function readEntry(dir: string, line: string, n: number): OriginalEntry {
   const [name, ...more] = line.trim().split(/\s+/);
   const file = [join(dir, name), join(dir, `${name}.json`)].find((f) => existsSync(f));
   const label = `entry ${n} (${name})`;
@@ -37,14 +37,14 @@ function readEntry(dir: string, line: string, n: number): Entry {
 
 // J is the rest of the file; a file written with a final newline that was not
 // hashed is recognised by the hash the entry is known by.
-function candidates(rest: Buffer): Buffer[] {
+function possibleJsons(rest: Buffer): Buffer[] {
   const out = [rest];
   if (rest.at(-1) === 0x0a) out.push(rest.subarray(0, rest.at(-2) === 0x0d ? -2 : -1));
   return out;
 }
 
 /** Reads and verifies an original Apie log; returns the chain's start, its events' bytes and its last hash. */
-export async function readOriginalLog(dir: string): Promise<{ after: string; jsons: Buffer[]; hash: string }> {
+async function readOriginalLog(dir: string): Promise<{ after: string; jsons: Buffer[]; hash: string }> {
   const indexFile = join(dir, 'index');
   if (!existsSync(indexFile)) throw new ApieError('not-found', `${dir} has no index file: not an original Apie data directory`);
   const lines = readFileSync(indexFile, 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
@@ -55,7 +55,7 @@ export async function readOriginalLog(dir: string): Promise<{ after: string; jso
   entries.forEach((e, i) => {
     if (e.prev !== prev) throw new ApieError('bad-request', `${e.label}: its previous hash ${e.prev} is not the hash of the entry before it (${prev})`);
     const expected = e.named ?? entries[i + 1]?.prev;
-    const json = expected === undefined ? e.rest : candidates(e.rest).find((c) => chainHash(prev, c) === expected);
+    const json = expected === undefined ? e.rest : possibleJsons(e.rest).find((c) => chainHash(prev, c) === expected);
     if (!json) throw new ApieError('bad-request', `${e.label}: its bytes do not hash to ${expected}: the chain does not verify`);
     if (!parseEventObject(json)) throw new ApieError('bad-request', `${e.label}: the event is not a JSON object`);
     jsons.push(json);
@@ -67,11 +67,11 @@ export async function readOriginalLog(dir: string): Promise<{ after: string; jso
 export async function importApie(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { stream: { type: 'string', default: DEFAULT_STREAM } });
   if (positionals.length !== 1) throw new ApieError('usage', 'import-apie needs one argument: the original Apie data directory');
-  const dataDir = resolveDataDir(values.data as string | undefined);
+  const dataDir = resolveDataDir(values.data);
   const config = loadConfig(dataDir);
   const original = await readOriginalLog(positionals[0]);
   if (original.jsons.length === 0) throw new ApieError('bad-request', 'the index lists no entries: nothing to import');
-  const dir = streamDir(dataDir, parseStreamName(values.stream as string));
+  const dir = streamDir(dataDir, parseStreamName(values.stream));
   const current = head(dir).hash;
   if (current !== original.after) {
     throw new ApieError('conflict', `the imported chain starts after ${original.after}, but this log ends at ${current}; import into an empty log`);

@@ -1,7 +1,7 @@
 // apie init [DIR]: a working data directory with apie.json and an admin user.
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parse } from '../cli.ts';
+import { parse } from '../args.ts';
 import { configJson, defaults, loadConfig, resolveDataDir } from '../config.ts';
 import { ensureDir, writeFileAtomic } from '../fsutil.ts';
 import { formatPasswd, readPasswd } from '../passwd.ts';
@@ -44,7 +44,7 @@ export async function initDataDir(dir: string): Promise<void> {
 
 export async function init(args: string[]): Promise<number> {
   const { positionals, values } = parse(args, {});
-  const dir = positionals[0] ?? resolveDataDir(values.data as string | undefined);
+  const dir = positionals[0] ?? resolveDataDir(values.data);
   await initDataDir(dir);
   console.log(`apie: data directory ${dir} is ready`);
   return 0;

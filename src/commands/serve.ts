@@ -3,9 +3,8 @@
 import type { Cluster } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { createContext } from '../app.ts';
-import { workerEnv, workerOptions } from '../args.ts';
-import { parse } from '../cli.ts';
-import { resolveDataDir } from '../config.ts';
+import { parse, workerEnv, workerOptions } from '../args.ts';
+import { loadConfig, resolveDataDir } from '../config.ts';
 import { ApieError } from '../errors.ts';
 import { startServer, stopServer } from '../server.ts';
 import { initDataDir } from './init.ts';
@@ -30,8 +29,12 @@ export async function serve(args: string[]): Promise<number> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ApieError('usage', `--port must be a port number, not "${values.port}"`);
   const workers = values.workers === undefined ? availableParallelism() : Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new ApieError('usage', `--workers must be a whole number from 1 to 256, not "${values.workers}"`);
-  const opts: Options = { host: values.host as string, port, workers, quiet: values.quiet as boolean, dataDir: resolveDataDir(values.data as string | undefined) };
+  const opts: Options = { host: values.host, port, workers, quiet: values.quiet, dataDir: resolveDataDir(values.data) };
   await initDataDir(opts.dataDir);
+  // Said once, here: CGI loads the configuration on every request, and its stderr is the error log.
+  if (loadConfig(opts.dataDir).corsOrigins.includes('*')) {
+    console.error('apie: warning: "corsOrigins": ["*"] lets any web page call this API with its visitors\' credentials; list your app\'s origins instead');
+  }
   return workers > 1 ? primary(opts) : run(opts, false);
 }
 
@@ -73,7 +76,8 @@ async function primary(opts: Options): Promise<number> {
   const forks = Array.from({ length: opts.workers }, () => cluster.fork(env));
   await Promise.all(forks.map((w) => new Promise<void>((resolve, reject) => {
     w.once('listening', () => resolve());
-    w.once('exit', (code) => reject(new Error(`a worker exited with status ${code} before listening`)));
+    // The worker has said why on stderr; this says what it means for serve.
+    w.once('exit', (code) => reject(new ApieError('internal', `a worker exited with status ${code} before listening`)));
   })));
   console.log(`apie: listening on http://${opts.host}:${opts.port}/ with ${opts.workers} workers (data: ${opts.dataDir})`);
   let stopping = false;

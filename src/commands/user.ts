@@ -1,5 +1,5 @@
 // apie user add|passwd|remove|list: the passwd file from the command line.
-import { parse } from '../cli.ts';
+import { parse } from '../args.ts';
 import { ApieError } from '../errors.ts';
 import { defaults, loadConfig, resolveDataDir } from '../config.ts';
 import { ensureDir } from '../fsutil.ts';
@@ -16,10 +16,10 @@ export async function user(args: string[]): Promise<number> {
   if ((wantsName ? extra : name) !== undefined) throw new ApieError('usage', `unexpected argument "${wantsName ? extra : name}"`);
   if (values.info !== undefined && action !== 'add') throw new ApieError('usage', '--info goes with user add');
   if (name !== undefined && !validName(name)) throw new ApieError('bad-request', NAME_RULE);
-  const info = (values.info as string | undefined) ?? '';
+  const info = values.info ?? '';
   if (!validInfo(info)) throw new ApieError('bad-request', '--info must be at most 1024 characters without control characters');
 
-  const dataDir = resolveDataDir(values.data as string | undefined);
+  const dataDir = resolveDataDir(values.data);
   if (action === 'list') return list(dataDir);
   ensureDir(dataDir, defaults.dirMode);
   const config = loadConfig(dataDir);

@@ -1,7 +1,7 @@
 // apie verify [--stream NAME]: checks passwd, every stream's chain and the
 // content store (or one stream only); restores file modes and repairs what a
 // crash left behind. Exit code 1 when anything is wrong.
-import { parse } from '../cli.ts';
+import { parse } from '../args.ts';
 import { loadConfig, resolveDataDir, type Config } from '../config.ts';
 import { ApieError } from '../errors.ts';
 import { verifyLog } from '../eventlog.ts';
@@ -29,9 +29,9 @@ async function verifyStream(dataDir: string, config: Config, name: string): Prom
 export async function verify(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { stream: { type: 'string' } });
   if (positionals.length) throw new ApieError('usage', `unexpected argument "${positionals[0]}"`);
-  const dataDir = resolveDataDir(values.data as string | undefined);
+  const dataDir = resolveDataDir(values.data);
   const config = loadConfig(dataDir);
-  if (values.stream !== undefined) return (await verifyStream(dataDir, config, parseStreamName(values.stream as string))) ? 0 : 1;
+  if (values.stream !== undefined) return (await verifyStream(dataDir, config, parseStreamName(values.stream))) ? 0 : 1;
   let ok = true;
 
   const passwd = readPasswd(dataDir);

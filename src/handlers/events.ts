@@ -8,6 +8,7 @@ import { directStore, type EventStore } from '../eventstore.ts';
 import { hashHeaders, json, noneMatch, notModified, parseEtags, parseHash, readJson } from '../http.ts';
 import { DEFAULT_STREAM, parseStreamName, streamDir, streamNames } from '../streams.ts';
 import type { ApieRequest, ApieResponse, Context } from '../types.ts';
+import { eventBody, seqOf, withHash } from './eventjson.ts';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const FIELDS = new Set(['eventType', 'body', 'eventId']);
@@ -18,26 +19,6 @@ const BATCH = 2000;
 export const MAX_BATCH = 1000;
 
 type Query = Partial<Record<(typeof PARAMS)[number], string>>;
-
-// The original Apie hashed its events with a last member `"hash":null`.
-const NULL_HASH = /"hash"\s*:\s*null\s*\}\s*$/;
-
-// J with its hash spliced in before the closing brace (or in place of the
-// original's `"hash":null`): no parse, no re-encode.
-export function withHash(e: StoredEvent): Buffer[] {
-  const tail = e.json.toString('latin1', Math.max(0, e.json.length - 32));
-  const nullHash = NULL_HASH.exec(tail);
-  if (nullHash) return [e.json.subarray(0, e.json.length - tail.length + nullHash.index), Buffer.from(`"hash":"${e.hash}"}`)];
-  const close = e.json.lastIndexOf(0x7d);
-  let before = close - 1;
-  while (before >= 0 && /\s/.test(String.fromCharCode(e.json[before]))) before--;
-  const sep = e.json[before] === 0x7b ? '' : ',';
-  return [e.json.subarray(0, close), Buffer.from(`${sep}"hash":"${e.hash}"}`)];
-}
-
-export function eventBody(e: StoredEvent): Buffer {
-  return Buffer.concat(withHash(e));
-}
 
 function arrayBody(events: StoredEvent[]): Buffer[] {
   return events.flatMap((e, i) => (i ? [COMMA, ...withHash(e)] : withHash(e)));
@@ -74,12 +55,6 @@ function parseQuery(query: URLSearchParams): Query {
     if (q.after === undefined) throw new ApieError('bad-request', 'wait needs after=<hash>');
   }
   return q;
-}
-
-export function seqOf(reader: LogReader, hash: string): number {
-  const seq = reader.seqOfHash(hash);
-  if (seq === undefined) throw new ApieError('not-found', `no event with hash ${hash}`);
-  return seq;
 }
 
 // The positions a query asks for; first > last means none. after may be the
@@ -174,7 +149,7 @@ interface EventInput {
 }
 
 /** Checks a request body against the event shape; 400 names the first problem. */
-export function parseEventInput(value: unknown): EventInput {
+function parseEventInput(value: unknown): EventInput {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ApieError('bad-request', 'the event must be a JSON object');
   for (const key of Object.keys(value)) {
     if (!FIELDS.has(key)) throw new ApieError('bad-request', `unknown field "${key}": an event has eventType, body and optionally eventId`);

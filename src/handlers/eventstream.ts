@@ -7,7 +7,7 @@ import { EMPTY_HASH } from '../eventlog.ts';
 import type { EventStore } from '../eventstore.ts';
 import { parseHash } from '../http.ts';
 import type { ApieRequest, ApieResponse, Context } from '../types.ts';
-import { eventBody, seqOf } from './events.ts';
+import { eventBody, seqOf } from './eventjson.ts';
 
 // A comment line this often keeps proxies and the server's idle timeout from
 // closing a quiet stream.

@@ -2,10 +2,10 @@
 // Apie, CGI appends from another process, and original-Apie directories.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
-import { ALICE, cgiEnv, EXE, parseCgiOutput, WEB_USER, type Reply, type Site } from './harness.ts';
+import { ALICE, cgiEnv, EXE, parseCgiOutput, tempDir, WEB_USER, type Reply, type Site } from './harness.ts';
 
 export const H0 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
@@ -28,6 +28,37 @@ export const JSON_HEADERS = { 'Content-Type': 'application/json' };
 /** Appends one event (or a batch, as an array) through the site, to `/events` or another stream's path; returns the reply. */
 export function put(site: Site, event: unknown, headers: Record<string, string> = {}, path = '/events', auth = ALICE): Promise<Reply> {
   return site.request('PUT', path, { auth, headers: { ...JSON_HEADERS, ...headers }, body: typeof event === 'string' ? event : JSON.stringify(event) });
+}
+
+// Bodies of every JSON kind, for the events a test needs before it starts.
+const BODIES = [{ title: 'milk' }, [1, 'two', null], 'text ü ✓', null, { nested: { deep: [true, 1.5e300] } }];
+
+/**
+ * Gives an empty log (of /events, or of the stream of another events path) n
+ * events, shaped as the API stores them, in one run of `apie import-apie`
+ * (one process, not n requests); returns them as GET does.
+ */
+export async function seed(site: Site, n: number, path = '/events'): Promise<any[]> {
+  const parent = tempDir('apie-seed-');
+  try {
+    const jsons = Array.from({ length: n }, (_, i) => JSON.stringify({
+      eventId: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+      eventType: `seed-${i}`,
+      body: BODIES[i % BODIES.length],
+      createdBy: 'alice@example.com',
+      createdAt: '2026-01-01T00:00:00.000Z',
+    }));
+    writeOriginalApie(join(parent, 'original'), jsons);
+    const stream = /^\/streams\/([^/]+)\/events$/.exec(path)?.[1] ?? 'default';
+    const imported = site.cli(['import-apie', join(parent, 'original'), '--stream', stream]);
+    assert.is(imported.status, 0, imported.stderr);
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
+  const r = await site.request('GET', path, { auth: ALICE });
+  assert.is(r.status, 200, r.text);
+  assert.is(r.json().length, n);
+  return r.json();
 }
 
 /** HEAD /events (or another stream's path): the count and last hash (H0 when empty). */

@@ -2,17 +2,21 @@
 // (environment + stdin), as `apie serve` over HTTP, and as CGI under a real
 // Apache with the shipped .htaccess. Every HTTP test runs through all three.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, lstatSync } from 'node:fs';
+import {
+  chmodSync, chownSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, lstatSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import bcrypt from 'bcryptjs';
+import { suite, type Test } from 'uvu';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const EXE = join(ROOT, 'cgi-bin', 'apie.cgi');
 export const HTACCESS = join(ROOT, 'cgi-bin', '.htaccess');
 export const APACHE = '/usr/sbin/apache2';
-export const HAS_APACHE = existsSync(APACHE);
+// APIE_TEST_NO_APACHE=1 runs the tests as on a machine without Apache.
+export const HAS_APACHE = existsSync(APACHE) && !process.env.APIE_TEST_NO_APACHE;
 const IS_ROOT = process.getuid?.() === 0;
 
 export interface Reply {
@@ -74,13 +78,15 @@ function basic(auth: string): string {
   return `Basic ${Buffer.from(auth).toString('base64')}`;
 }
 
-function headersFor(opts: RequestOptions): Record<string, string> {
+/** The request headers of opts, with Authorization for opts.auth. */
+export function headersFor(opts: RequestOptions): Record<string, string> {
   const h: Record<string, string> = { ...(opts.headers ?? {}) };
   if (opts.auth !== undefined) h.Authorization = basic(opts.auth);
   return h;
 }
 
-function reply(status: number, headers: Record<string, string>, body: Buffer): Reply {
+/** A Reply from what came back. */
+export function reply(status: number, headers: Record<string, string>, body: Buffer): Reply {
   return { status, headers, body, text: body.toString('utf8'), json: () => JSON.parse(body.toString('utf8')) };
 }
 
@@ -366,11 +372,12 @@ export async function apacheBase(): Promise<string> {
   return `http://127.0.0.1:${a.port}`;
 }
 
-export type FrontEnd = { name: string; open(opts?: SiteOptions): Promise<Site> };
+export type FrontEnd = { name: 'cgi' | 'server' | 'apache'; available: boolean; open(opts?: SiteOptions): Promise<Site> };
 
-function frontEnd(name: string, make: (parent: string, opts: SiteOptions) => Promise<Site>): FrontEnd {
+function frontEnd(name: FrontEnd['name'], available: boolean, make: (parent: string, opts: SiteOptions) => Promise<Site>): FrontEnd {
   return {
     name,
+    available,
     async open(opts = {}) {
       const parent = tempDir();
       const site = await make(parent, opts).catch((err) => {
@@ -387,15 +394,98 @@ function frontEnd(name: string, make: (parent: string, opts: SiteOptions) => Pro
   };
 }
 
-/** Every front end available here; Apache is left out (and said so) when not installed. */
-export const FRONT_ENDS: FrontEnd[] = [
-  frontEnd('cgi', cgiSite),
-  frontEnd('server', serverSite),
-  ...(HAS_APACHE ? [frontEnd('apache', apacheSite)] : []),
-];
+/** The three front ends by name; Apache is unavailable (its tests skipped) when not installed. */
+export const FRONT_END = {
+  cgi: frontEnd('cgi', true, cgiSite),
+  server: frontEnd('server', true, serverSite),
+  apache: frontEnd('apache', HAS_APACHE, apacheSite),
+};
+export const FRONT_ENDS: FrontEnd[] = Object.values(FRONT_END);
 if (!HAS_APACHE && !(globalThis as any).__apieApacheWarned) {
   (globalThis as any).__apieApacheWarned = true;
   console.log('SKIPPED: Apache tests (apache2 is not installed; .ci/run installs it)');
+}
+
+/**
+ * A suite of tests through one front end. Through a front end not installed
+ * here, each test is counted as skipped (and no hook runs), so the summary
+ * says what did not run.
+ */
+export function frontEndSuite<T extends object = object>(fe: FrontEnd, name: string): Test<T> {
+  const t = suite<T>(name);
+  if (fe.available) return t;
+  const noHook = Object.assign(() => {}, { each: () => {} });
+  return Object.assign(() => t.skip(), { only: () => t.skip(), skip: () => t.skip(), before: noHook, after: noHook, run: () => t.run() });
+}
+
+/**
+ * A frontEndSuite whose every test gets its own site (a fresh data directory
+ * with `opts`) in ctx.site, closed after the test.
+ */
+export function siteSuite<T extends object = object>(fe: FrontEnd, name: string, opts: SiteOptions = {}): Test<T & { site: Site }> {
+  const t = frontEndSuite<T & { site: Site }>(fe, name);
+  t.before.each(async (ctx) => {
+    ctx.site = await fe.open(opts);
+  });
+  t.after.each(async (ctx) => {
+    await ctx.site?.close();
+  });
+  return t;
+}
+
+/** Resolves what `check` returns once it is truthy, checking every 20 ms; fails after `ms`. */
+export async function waitFor<T>(what: string, check: () => T | Promise<T>, ms = 15_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+// The pids of Apie processes working on a data directory: CGI requests (given
+// it in APIE_DATA, or, under Apache, beside their executable) and servers and
+// their workers (given it on the command line or in their options).
+function processesOf(dataDir: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const exe = readlinkSync(`/proc/${name}/exe`);
+      if (!exe.endsWith('apie.cgi')) continue;
+      const mentions = (file: string) => readFileSync(`/proc/${name}/${file}`).includes(dataDir);
+      if (dirname(exe) === dirname(dataDir) || mentions('environ') || mentions('cmdline')) pids.push(Number(name));
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return pids;
+}
+
+// Whether a process has an inotify watch: a long poll or an event stream waiting for an append.
+function watching(pid: number): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`) === 'anon_inode:inotify' && /^inotify wd:/m.test(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Waits until a request is waiting for an append to the log of `dataDir` (a
+ * long poll or an event stream: some Apie process watches the log), so that
+ * what the test appends next wakes it rather than comes before it. The log
+ * must exist (the server watches it only then).
+ */
+export function untilWaiting(dataDir: string): Promise<true> {
+  return waitFor('a request waiting for an append', () => processesOf(dataDir).some(watching) || undefined);
 }
 
 /** Permission bits of a file. */
