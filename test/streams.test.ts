@@ -2,9 +2,8 @@
 // that stay apart, GET /streams and `apie streams`, and waiters on one stream
 // that an append to another does not answer. (Everything /events does, a
 // named stream does too: events.test.ts runs its cases at both paths.)
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ALICE, FRONT_ENDS, type Site } from './lib/harness.ts';
+import { ALICE, FRONT_END, FRONT_ENDS, siteSuite, untilWaiting, type Site } from './lib/harness.ts';
 import { assertChain, cgiProcess, H0, logHead, put } from './lib/events.ts';
 
 const HASH = 'ab'.repeat(32);
@@ -14,13 +13,7 @@ const BAD_NAMES = ['News', '-news', '.news', '_news', 'a'.repeat(129), 'a b', 'Ã
 const event = (n: unknown) => ({ eventType: 'test', body: n });
 
 for (const fe of FRONT_ENDS) {
-  const t = suite<{ site: Site }>(`streams via ${fe.name}`);
-  t.before.each(async (ctx) => {
-    ctx.site = await fe.open();
-  });
-  t.after.each(async (ctx) => {
-    await ctx.site.close();
-  });
+  const t = siteSuite(fe, `streams via ${fe.name}`);
   const get = (site: Site, path: string, headers: Record<string, string> = {}) => site.request('GET', path, { auth: ALICE, headers });
 
   t('should refuse a malformed stream name with 400 on every path, and write nothing', async ({ site }) => {
@@ -86,8 +79,7 @@ for (const fe of FRONT_ENDS) {
 
   t('should leave a long poll on one stream waiting while another stream is appended to', async ({ site }) => {
     const waiting = get(site, `/streams/watched/events?after=${H0}&wait=60`);
-    // Let the poll start waiting (order only: the assertion below holds either way).
-    await new Promise((r) => setTimeout(r, 1000));
+    await untilWaiting(site.dataDir);
     const elsewhere = await cgiProcess(site, 'PUT', '/streams/elsewhere/events', JSON.stringify(event('elsewhere')));
     assert.is(elsewhere.reply!.status, 200);
     assert.is((await put(site, event('default'))).status, 200);
@@ -101,14 +93,7 @@ for (const fe of FRONT_ENDS) {
   t.run();
 }
 
-const server = FRONT_ENDS.find((f) => f.name === 'server')!;
-const live = suite<{ site: Site }>('streams: the server');
-live.before.each(async (ctx) => {
-  ctx.site = await server.open();
-});
-live.after.each(async (ctx) => {
-  await ctx.site.close();
-});
+const live = siteSuite(FRONT_END.server, 'streams: the server');
 
 live('should send an event stream only its own stream\'s events', async ({ site }) => {
   const res = await fetch(`${site.base}/streams/watched/events`, { headers: { Authorization: `Basic ${Buffer.from(ALICE).toString('base64')}`, Accept: 'text/event-stream' } });

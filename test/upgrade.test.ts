@@ -4,16 +4,15 @@
 // new streams. Through every front end.
 import { cpSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ALICE, FRONT_ENDS, ROOT, giveToWebUser, type Site } from './lib/harness.ts';
+import { ALICE, FRONT_ENDS, ROOT, frontEndSuite, giveToWebUser, type Site } from './lib/harness.ts';
 import { assertChain, put } from './lib/events.ts';
 
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'apie-0.1.0');
 const EXPECTED: any[] = JSON.parse(readFileSync(join(FIXTURE, 'events.json'), 'utf8'));
 
 for (const fe of FRONT_ENDS) {
-  const t = suite<{ site: Site }>(`upgrade: a 0.1.0 data directory via ${fe.name}`);
+  const t = frontEndSuite<{ site: Site }>(fe, `upgrade: a 0.1.0 data directory via ${fe.name}`);
   t.before.each(async (ctx) => {
     ctx.site = await fe.open();
     // Its events, blobs and passwd (alice@example.com, secret) over the fresh site's.
