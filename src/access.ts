@@ -201,17 +201,20 @@ export function allows(access: Access, user: string, stream: string, action: Act
   return rule !== undefined && grants(rule[action], access, user);
 }
 
-/** Throws 403 unless the caller may do `action` on the stream ('admin': only admins may). */
-export function authorize(ctx: Context, stream: string, action: Action | 'admin'): void {
-  const access = accessOf(ctx.config);
-  const user = ctx.user!.name;
-  if (action === 'admin' ? isAdmin(access, user) : allows(access, user, stream, action)) return;
-  throw new ApieError('forbidden', action === 'admin' ? 'only admins may do this' : `you may not ${action} the stream "${stream}"`);
+/** Whether the caller is an admin. */
+export function callerIsAdmin(ctx: Context): boolean {
+  return isAdmin(accessOf(ctx.config), ctx.user!.name);
 }
 
 /** Throws 403 unless the caller is an admin. */
 export function requireAdmin(ctx: Context): void {
-  authorize(ctx, '', 'admin');
+  if (!callerIsAdmin(ctx)) throw new ApieError('forbidden', 'only admins may do this');
+}
+
+/** Throws 403 unless the caller may do `action` on the stream ('admin': only admins may). */
+export function authorize(ctx: Context, stream: string, action: Action | 'admin'): void {
+  if (action === 'admin') return requireAdmin(ctx);
+  if (!allows(accessOf(ctx.config), ctx.user!.name, stream, action)) throw new ApieError('forbidden', `you may not ${action} the stream "${stream}"`);
 }
 
 /** Whether the caller may read a stream. */

@@ -1,7 +1,7 @@
 // The content store: blobs named by their SHA-256, hashed while they stream to
 // a temporary file and committed by an atomic rename. Layout under DATA/storage:
 //   blobs/ab/<hash>       the bytes (ab = the hash's first two characters)
-//   blobs/ab/<hash>.json  {"name","contentType"}; its presence makes the blob visible
+//   blobs/ab/<hash>.json  {"name","contentType","claims"}; its presence makes the blob visible
 //   tmp/<pid>-<rand>.tmp  uploads in flight
 //   blobs.lock            held (proper-lockfile) to commit or delete, never to stream
 // Knows nothing of HTTP: failures a client causes are ApieErrors with a code.
@@ -34,7 +34,15 @@ interface BlobInfo {
   contentType: string;
 }
 
+/**
+ * Who uploaded a blob: user names, and null for "someone before claims were
+ * kept" (a blob from 0.1.0, or imported), which only an admin's delete removes.
+ */
+type Claims = (string | null)[];
+
 interface PutOptions {
+  /** The uploader, whose claim the blob keeps; null: nobody's (an import). */
+  owner: string | null;
   name: string;
   contentType: string;
   /** Largest accepted size in bytes; more is refused ('too-large') as soon as it arrives. */
@@ -155,7 +163,11 @@ async function writeChunk(fh: FileHandle, chunk: Uint8Array): Promise<void> {
 // file becomes it and then its metadata makes it visible.
 function commit(dataDir: string, config: StoreConfig, temp: string, hash: string, synced: boolean, opts: PutOptions): Omit<BlobInfo, 'size'> & { created: boolean } {
   const meta = readMeta(dataDir, hash);
-  if (meta && exists(blobFile(dataDir, hash))) return { hash, ...meta, created: false };
+  if (meta && exists(blobFile(dataDir, hash))) {
+    // The same bytes again: the first name and type stay; the uploader's claim is added.
+    if (!meta.claims.includes(opts.owner)) writeMeta(dataDir, config, hash, { ...meta, claims: [...meta.claims, opts.owner] });
+    return { hash, name: meta.name, contentType: meta.contentType, created: false };
+  }
   if (!synced) fsyncPath(temp);
   const fan = fanDir(dataDir, hash);
   if (!exists(fan)) {
@@ -167,7 +179,7 @@ function commit(dataDir: string, config: StoreConfig, temp: string, hash: string
   renameSync(temp, blobFile(dataDir, hash));
   fsyncPath(fan);
   const info = { name: opts.name, contentType: opts.contentType };
-  writeFileAtomic(metaFile(dataDir, hash), JSON.stringify(info), config.fileMode);
+  writeMeta(dataDir, config, hash, { ...info, claims: [opts.owner] });
   return { hash, ...info, created: true };
 }
 
@@ -179,18 +191,32 @@ export function findBlob(dataDir: string, hash: string): { info: BlobInfo; file:
   const file = blobFile(dataDir, hash);
   const stats = statOrNull(file);
   if (!stats) return null;
-  return { info: { hash, size: stats.size, ...meta }, file };
+  return { info: { hash, size: stats.size, name: meta.name, contentType: meta.contentType }, file };
 }
 
-/** Removes a blob and its metadata, and its directory when that empties; 'not-found' when unknown. */
-export async function deleteBlob(dataDir: string, config: StoreConfig, hash: string): Promise<void> {
+/**
+ * Deletes a blob for a caller: an admin removes it outright; anyone else
+ * removes their own claim ('forbidden' without one), and the blob goes with
+ * the last claim. Whether the bytes went; 'not-found' when unknown.
+ */
+export async function deleteBlob(dataDir: string, config: StoreConfig, hash: string, caller: { name: string; admin: boolean }): Promise<{ removed: boolean }> {
   if (!HASH_RE.test(hash) || !exists(blobsDir(dataDir))) throw new ApieError('not-found', 'no such blob');
-  await withLock(blobsDir(dataDir), config, () => {
-    if (!exists(metaFile(dataDir, hash))) throw new ApieError('not-found', 'no such blob');
+  return withLock(blobsDir(dataDir), config, () => {
+    const meta = readMeta(dataDir, hash);
+    if (!meta) throw new ApieError('not-found', 'no such blob');
+    if (!caller.admin) {
+      if (!meta.claims.includes(caller.name)) throw new ApieError('forbidden', 'only its uploaders and admins may delete a blob, and you did not upload this one');
+      const claims = meta.claims.filter((c) => c !== caller.name);
+      if (claims.length) {
+        writeMeta(dataDir, config, hash, { ...meta, claims });
+        return { removed: false };
+      }
+    }
     // Metadata first: a crash in between leaves an invisible blob, never a visible one without bytes.
     rmSync(metaFile(dataDir, hash));
     rmSync(blobFile(dataDir, hash), { force: true });
     removeIfEmpty(fanDir(dataDir, hash));
+    return { removed: true };
   });
 }
 
@@ -316,15 +342,29 @@ function alive(pid: number): boolean {
   }
 }
 
-function readMeta(dataDir: string, hash: string): { name: string; contentType: string } | null {
+interface Meta {
+  name: string;
+  contentType: string;
+  claims: Claims;
+}
+
+function readMeta(dataDir: string, hash: string): Meta | null {
   const text = readTextOrNull(metaFile(dataDir, hash));
   return text === null ? null : parseMeta(text);
 }
 
-function parseMeta(text: string): { name: string; contentType: string } {
+// Metadata of 0.1.0 has no claims: its blobs are nobody's.
+function parseMeta(text: string): Meta {
   const meta = JSON.parse(text);
   if (typeof meta?.name !== 'string' || typeof meta.contentType !== 'string') throw new SyntaxError('bad blob metadata');
-  return { name: meta.name, contentType: meta.contentType };
+  const claims = meta.claims ?? [null];
+  if (!Array.isArray(claims) || !claims.every((c: unknown) => c === null || typeof c === 'string')) throw new SyntaxError('bad blob metadata');
+  return { name: meta.name, contentType: meta.contentType, claims };
+}
+
+// Under the store lock only (writeFileAtomic's temporary files are swept under it).
+function writeMeta(dataDir: string, config: StoreConfig, hash: string, meta: Meta): void {
+  writeFileAtomic(metaFile(dataDir, hash), JSON.stringify(meta), config.fileMode);
 }
 
 function removeIfEmpty(dir: string): void {
