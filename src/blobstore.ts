@@ -304,7 +304,7 @@ async function checkBlob(dataDir: string, hash: string, fileMode: number): Promi
 }
 
 /** SHA-256 of a file, read in large pieces into one buffer. */
-async function hashFile(file: string): Promise<string> {
+export async function hashFile(file: string): Promise<string> {
   const hash = newSha256();
   const fh = await open(file, 'r');
   try {
