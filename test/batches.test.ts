@@ -4,9 +4,10 @@
 // Apache, and the server's group commit) that never interleave; and writers
 // killed with SIGKILL mid-batch while a reader watches: only whole batches
 // are ever seen.
+import { spawn, spawnSync } from 'node:child_process';
 import * as assert from 'uvu/assert';
-import { ALICE, FRONT_END, FRONT_ENDS, siteSuite, startServe, stop, type Site } from './lib/harness.ts';
-import { assertChain, cgiProcess, H0, logHead, put } from './lib/events.ts';
+import { ALICE, EXE, FRONT_END, FRONT_ENDS, cgiEnv, parseCgiOutput, siteSuite, startServe, stop, type Site } from './lib/harness.ts';
+import { assertChain, cgiProcess, H0, JSON_HEADERS, logHead, put } from './lib/events.ts';
 import { reportFaults } from './lib/faults.ts';
 import { seeded } from './lib/random.ts';
 
@@ -224,6 +225,62 @@ for (const fe of FRONT_ENDS) {
       await watch.catch(() => {});
       await stop(reader.child);
     }
+  });
+  t.run();
+}
+
+// strace can kill a process at the entry of its Nth call of a syscall: every
+// point between two writes or syncs of an append, not just the ones a timer
+// happens to hit. Without strace (or ptrace) these tests are skipped.
+const HAS_STRACE = spawnSync('strace', ['-qq', '-o', '/dev/null', 'true']).status === 0;
+
+/** One CGI request, killed by strace on entering its `n`th `syscall`; killed: whether that call came. */
+function killedAt(site: Site, syscall: string, n: number, path: string, body: string): Promise<{ killed: boolean; status?: number }> {
+  const env = cgiEnv(site.dataDir, 'POST', path, { auth: ALICE, headers: JSON_HEADERS, body });
+  return new Promise((resolve, reject) => {
+    const child = spawn('strace', ['-f', '-qq', '-o', '/dev/null', '-e', `trace=${syscall}`, '-e', `inject=${syscall}:signal=KILL:when=${n}`, EXE], { env, stdio: ['pipe', 'pipe', 'ignore'] });
+    const out: Buffer[] = [];
+    child.stdout.on('data', (d) => out.push(d));
+    child.stdin.on('error', () => {});
+    child.on('error', reject);
+    // strace ends as its tracee did: killed by the signal, or with its exit code.
+    child.on('close', (code, signal) => resolve(signal === 'SIGKILL' || code === 137 ? { killed: true } : { killed: false, status: parseCgiOutput(Buffer.concat(out)).status }));
+    child.stdin.end(body);
+  });
+}
+
+{
+  const name = 'batches: a writer killed at every write and sync';
+  const t = siteSuite(HAS_STRACE ? FRONT_END.cgi : { ...FRONT_END.cgi, available: false }, name, { config: { lockStaleSeconds: 2 } });
+
+  t('should leave whole batches only, whichever write or sync of an append it dies before', async ({ site }) => {
+    let injected = 0;
+    const answered = new Set<string>();
+    // The first append makes the stream's directory and files; later ones repair what the last one left.
+    for (const syscall of ['pwrite64', 'fdatasync', 'fsync', 'ftruncate', 'rename', 'mkdir']) {
+      for (let n = 1; n < 100; n++) {
+        const tag = `${syscall}-${n}`;
+        const run = await killedAt(site, syscall, n, PATH, JSON.stringify(batchOf(7, tag)));
+        if (!run.killed) {
+          // Fewer calls than n: this append ran to its end.
+          assert.is(run.status, 200, tag);
+          answered.add(tag);
+          break;
+        }
+        injected++;
+        const events = await all(site);
+        assertChain(events);
+        assertWholeBatches(events);
+      }
+    }
+    const events = await all(site);
+    const present = new Set(events.map((e) => e.body.tag));
+    const lost = [...answered].filter((tag) => !present.has(tag));
+    reportFaults(name, injected, lost.length);
+    assert.equal(lost, []);
+    assert.ok(injected > 20, `only ${injected} kills`);
+    const verify = site.cli(['verify', '--stream', 'orders']);
+    assert.is(verify.status, 0, verify.stderr);
   });
   t.run();
 }
