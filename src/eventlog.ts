@@ -22,7 +22,7 @@ import {
 } from './eventreader.ts';
 import { withLock } from './lock.ts';
 
-export { EMPTY_HASH, LogReader, count, head, nearestExisting, parseEventObject, waitForMore, type StoredEvent } from './eventreader.ts';
+export { EMPTY_HASH, LogReader, count, head, parseEventObject, waitForMore, type StoredEvent } from './eventreader.ts';
 
 /** An event as the API creates it; J is JSON.stringify of these fields in this order. */
 export interface NewEvent {

@@ -1,11 +1,11 @@
 // Reading an event log, the directory of one stream (layout in eventlog.ts):
 // a view of the committed events, fixed when opened, that takes no lock and
 // loads no crypto.
-import { closeSync, existsSync, openSync, watch } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { closeSync, openSync, watch } from 'node:fs';
+import { join } from 'node:path';
 import { ApieError } from './errors.ts';
 import { KIND_HASH, KIND_ID, seqsWithKey, committedCount, hashKey, idKey, readEntries, tableInfo, type TableInfo } from './eventindex.ts';
-import { ifExists, readFully } from './fsutil.ts';
+import { ifExists, nearestExisting, readFully } from './fsutil.ts';
 import { HASH_RE } from './sha256.ts';
 
 /** sha256(""): the hash of the empty log, and the "previous hash" of the first event. */
@@ -222,12 +222,6 @@ export function count(dir: string): number {
   }
 }
 
-/** The directory itself, or its nearest ancestor that exists (a stream's log appears with its first append). */
-export function nearestExisting(dir: string): string {
-  while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
-  return dir;
-}
-
 /**
  * Resolves true as soon as the log in `logDir` holds more than `known`
  * events, false after `ms`. Watches the directory (inotify) and polls as a
@@ -238,6 +232,7 @@ export function waitForMore(logDir: string, known: number, ms: number, signal?: 
   return new Promise((resolve) => {
     const onAbort = () => done(false);
     signal?.addEventListener('abort', onAbort);
+    // A stream's directory appears with its first append: until then, its nearest ancestor.
     const dir = nearestExisting(logDir);
     let watcher: ReturnType<typeof watch> | undefined;
     const done = (more: boolean) => {

@@ -67,6 +67,12 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
   fsyncPath(dirname(file));
 }
 
+/** The path itself, or its nearest ancestor that exists. */
+export function nearestExisting(path: string): string {
+  while (!statOrNull(path) && dirname(path) !== path) path = dirname(path);
+  return path;
+}
+
 /** stat, or null when nothing is there. */
 export function statOrNull(path: string): Stats | null {
   return statSync(path, { throwIfNoEntry: false }) ?? null;

@@ -1,6 +1,6 @@
 // The server's event stores, one per stream. Each keeps its log's files open
-// and its count in memory (one fstat per request tells whether any process
-// appended since), commits concurrent appends and batches in groups (one lock
+// and its count in memory (an fstat and a small read per request tell
+// whether any process appended since), commits concurrent appends and batches in groups (one lock
 // and one set of fsyncs for every request that arrived while the previous
 // group was being written), and wakes its own long polls and event streams
 // from memory: at once for its own appends, through inotify on its own
@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
 import { committedCount, tableInfo } from './eventindex.ts';
-import { appendEvents, LogReader, nearestExisting, type AppendRequest, type AppendResult } from './eventlog.ts';
+import { appendEvents, LogReader, type AppendRequest, type AppendResult } from './eventlog.ts';
+import { nearestExisting } from './fsutil.ts';
 import type { EventStore, Streams } from './eventstore.ts';
 import { streamDir } from './streams.ts';
 
