@@ -1,7 +1,7 @@
 // The content store: blobs named by their SHA-256, hashed while they stream to
 // a temporary file and committed by an atomic rename. Layout under DATA/storage:
 //   blobs/ab/<hash>       the bytes (ab = the hash's first two characters)
-//   blobs/ab/<hash>.json  {"name","contentType"}; its presence makes the blob visible
+//   blobs/ab/<hash>.json  {"name","contentType","claims"}; its presence makes the blob visible
 //   tmp/<pid>-<rand>.tmp  uploads in flight
 // The store's lock (lock.ts) is held to commit or delete, never to stream.
 // Every directory and file is reached through nofollow.ts: a link anywhere in
@@ -42,7 +42,15 @@ export interface BlobInfo {
   damagedMeta?: true;
 }
 
+/**
+ * Who uploaded a blob: user names, and null for "someone before claims were
+ * kept" (a blob from 0.1.0, or imported), which only an admin's delete removes.
+ */
+type Claims = (string | null)[];
+
 export interface PutOptions {
+  /** The uploader, whose claim the blob keeps; null: nobody's (an import). */
+  owner: string | null;
   name: string;
   contentType: string;
   /** Largest accepted size in bytes; more is 'too-large' as soon as it arrives. */
@@ -198,7 +206,11 @@ function commit(storage: SafeDir, config: StoreConfig, tmp: SafeDir, temp: strin
         if (!(err instanceof ApieError)) throw err;
         meta = 'damaged'; // a link or not a file: replaced below, never followed
       }
-      if (meta && meta !== 'damaged' && fan.lstat(hash)?.isFile()) return { hash, ...meta, created: false };
+      if (meta && meta !== 'damaged' && fan.lstat(hash)?.isFile()) {
+        // The same bytes again: the first name and type stay; the uploader's claim is added.
+        if (!meta.claims.includes(opts.owner)) writeMeta(fan, config, hash, { ...meta, claims: [...meta.claims, opts.owner] });
+        return { hash, name: meta.name, contentType: meta.contentType, created: false };
+      }
       if (meta === 'damaged') console.error(`apie: storage: ${fan.relOf(metaName(hash))} was damaged; rewritten by a new upload of its bytes`);
       const fd = tmp.open(temp, constants.O_RDONLY);
       try {
@@ -210,7 +222,7 @@ function commit(storage: SafeDir, config: StoreConfig, tmp: SafeDir, temp: strin
       const info = { name: opts.name, contentType: opts.contentType };
       try {
         fan.fsync();
-        writeFileAtomic(fan.path(metaName(hash)), JSON.stringify(info), config.fileMode);
+        writeMeta(fan, config, hash, { ...info, claims: [opts.owner] });
       } catch (err) {
         // Without its metadata the blob is invisible: take the bytes back too (a full disk answers 507).
         unlinkIfThere(fan, hash);
@@ -241,7 +253,7 @@ export function findBlob(dataDir: string, hash: string): { info: BlobInfo; file:
     if (!stats) return null;
     if (stats.isSymbolicLink()) throw linkFound(fan.relOf(hash));
     if (!stats.isFile()) throw new ApieError('damaged', `${fan.relOf(hash)} is not a regular file`);
-    const info = meta === 'damaged' ? { name: '', contentType: DEFAULT_TYPE, damagedMeta: true as const } : meta;
+    const info = meta === 'damaged' ? { name: '', contentType: DEFAULT_TYPE, damagedMeta: true as const } : { name: meta.name, contentType: meta.contentType };
     // Opened again by the front end, with O_NOFOLLOW: a link swapped in meanwhile fails there.
     return { info: { hash, size: stats.size, ...info }, file: join(blobsDir(dataDir), fanOf(hash), hash) };
   } finally {
@@ -249,16 +261,31 @@ export function findBlob(dataDir: string, hash: string): { info: BlobInfo; file:
   }
 }
 
-/** Removes a blob and its metadata, and its directory when that empties; 'not-found' when unknown. */
-export async function deleteBlob(dataDir: string, config: StoreConfig, hash: string): Promise<void> {
+/**
+ * Deletes a blob for a caller: an admin removes it outright; anyone else
+ * removes their own claim ('forbidden' without one), and the blob goes with
+ * the last claim. Whether the bytes went; 'not-found' when unknown.
+ */
+export async function deleteBlob(dataDir: string, config: StoreConfig, hash: string, caller: { name: string; admin: boolean }): Promise<{ removed: boolean }> {
   const blobs = HASH_RE.test(hash) ? SafeDir.open(dataDir, 'storage/blobs') : null;
   if (!blobs) throw new ApieError('not-found', 'no such blob');
   try {
-    await withLock(dataDir, 'blobs', lockOptions(dataDir, config, join(blobsDir(dataDir), fanOf(hash))), () => {
+    return await withLock(dataDir, 'blobs', lockOptions(dataDir, config, join(blobsDir(dataDir), fanOf(hash))), () => {
       const fan = blobs.dir(fanOf(hash));
       if (!fan) throw new ApieError('not-found', 'no such blob');
       try {
-        if (!fan.lstat(metaName(hash))) throw new ApieError('not-found', 'no such blob');
+        const meta = readMeta(fan, hash);
+        if (!meta) throw new ApieError('not-found', 'no such blob');
+        if (!caller.admin) {
+          // Damaged metadata names no uploader: only an admin's delete removes it.
+          const claims = meta === 'damaged' ? [] : meta.claims;
+          if (!claims.includes(caller.name)) throw new ApieError('forbidden', 'only its uploaders and admins may delete a blob, and you did not upload this one');
+          const rest = claims.filter((c) => c !== caller.name);
+          if (rest.length && meta !== 'damaged') {
+            writeMeta(fan, config, hash, { ...meta, claims: rest });
+            return { removed: false };
+          }
+        }
         // Metadata first: a crash in between leaves an invisible blob, never a visible one without bytes.
         // unlink removes a link itself, never what it points to.
         unlinkSync(fan.path(metaName(hash)));
@@ -267,6 +294,7 @@ export async function deleteBlob(dataDir: string, config: StoreConfig, hash: str
         fan.close();
       }
       removeIfEmpty(blobs, fanOf(hash));
+      return { removed: true };
     });
   } finally {
     blobs.close();
@@ -406,9 +434,10 @@ async function checkBlob(fan: SafeDir, hash: string, fileMode: number): Promise<
   return actual === hash ? '' : `bytes hash to ${actual}`;
 }
 
-/** SHA-256 of an open file (closed when done), read in large pieces into one buffer. */
-async function hashFile(fd: number): Promise<string> {
-  const { read } = process.getBuiltinModule('node:fs') as typeof import('node:fs');
+/** SHA-256 of a file, by path or open (then closed when done), read in large pieces into one buffer. */
+export async function hashFile(file: number | string): Promise<string> {
+  const { read, openSync } = process.getBuiltinModule('node:fs') as typeof import('node:fs');
+  const fd = typeof file === 'number' ? file : openSync(file, 'r');
   const hash = newSha256();
   const buf = Buffer.allocUnsafe(CHUNK);
   const next = () => new Promise<number>((resolve, reject) => read(fd, buf, 0, CHUNK, null, (err, n) => (err ? reject(err) : resolve(n))));
@@ -454,22 +483,31 @@ function alive(pid: number): boolean {
 interface Meta {
   name: string;
   contentType: string;
+  claims: Claims;
 }
 
 // The blob's metadata; null when there is none, 'damaged' when it is not what
 // Apie writes (its values become response headers: they are checked again).
+// Metadata of 0.1.0 has no claims: its blobs are nobody's.
 function readMeta(fan: SafeDir, hash: string): Meta | 'damaged' | null {
   const bytes = fan.readFile(metaName(hash));
   if (bytes === null) return null;
   try {
     const meta = JSON.parse(bytes.toString('utf8'));
-    if (typeof meta?.name === 'string' && nameProblem(meta.name) === null && typeof meta.contentType === 'string' && validContentType(meta.contentType)) {
-      return { name: meta.name, contentType: meta.contentType };
+    const claims = meta?.claims ?? [null];
+    const claimsOk = Array.isArray(claims) && claims.every((c: unknown) => c === null || typeof c === 'string');
+    if (typeof meta?.name === 'string' && nameProblem(meta.name) === null && typeof meta.contentType === 'string' && validContentType(meta.contentType) && claimsOk) {
+      return { name: meta.name, contentType: meta.contentType, claims };
     }
   } catch {
     // not JSON
   }
   return 'damaged';
+}
+
+// Under the store lock only (writeFileAtomic's temporary files are swept under it).
+function writeMeta(fan: SafeDir, config: StoreConfig, hash: string, meta: Meta): void {
+  writeFileAtomic(fan.path(metaName(hash)), JSON.stringify(meta), config.fileMode);
 }
 
 // Whether metadata is in place for a hash (a repeat upload).

@@ -13,8 +13,9 @@ Usage:
   apie user remove NAME                 remove a user
   apie user list                        list users
   apie token rotate                     new token secret: every bearer token stops working
-  apie verify                           check passwd, the event chain and every blob; restore modes
-  apie import-apie DIR                  import the event log of an original Apie data directory
+  apie streams                          list the streams with their counts and last hashes
+  apie verify [--stream NAME]           check passwd, every stream's chain and every blob (or one stream); restore modes
+  apie import-apie DIR [--stream NAME]  import an original Apie data directory: its events (into NAME, default: default) and blobs
   apie --version | --help
 
 The data directory is the first of: --data DIR; $APIE_DATA; the directory named
@@ -32,6 +33,7 @@ const commands: Record<string, () => Promise<Command>> = {
   user: async () => (await import('./commands/user.ts')).user,
   token: async () => (await import('./commands/token.ts')).token,
   verify: async () => (await import('./commands/verify.ts')).verify,
+  streams: async () => (await import('./commands/streams.ts')).streams,
   'import-apie': async () => (await import('./commands/import.ts')).importApie,
 };
 

@@ -1,9 +1,11 @@
 // apie.json: every key optional, unknown keys and wrong types rejected by name.
+import { parseAccess, type AccessConfig } from './access.ts';
 import { ApieError } from './errors.ts';
 import { isOrigin } from './http.ts';
 import { readFileNoFollow } from './nofollow.ts';
 
-export interface Config {
+/** Every key of apie.json; `admins`, `groups` and `access` are access.ts's. */
+export interface Config extends AccessConfig {
   /** Largest accepted event request body, in bytes. */
   maxEventBytes: number;
   /** Largest accepted blob upload, in bytes. */
@@ -33,7 +35,13 @@ export const defaults: Config = {
   corsOrigins: [],
   storageBaseUrl: null,
   storageStatic: false,
+  admins: null,
+  groups: {},
+  access: [],
 };
+
+// The keys access.ts checks, together (rules name groups; groups need admins).
+const ACCESS_KEYS = new Set(['admins', 'groups', 'access']);
 
 // A broken apie.json is the operator's to fix: each message names the key.
 function misconfigured(message: string, cause?: unknown): ApieError {
@@ -55,7 +63,7 @@ const mode: Check = (v, key) => {
   if (typeof v === 'string' && /^0?[0-7]{3}$/.test(v)) return parseInt(v, 8);
   throw misconfigured(`apie.json: "${key}" must be an octal string such as "0640"`);
 };
-const checks: Record<keyof Config, Check> = {
+const checks: Record<Exclude<keyof Config, keyof AccessConfig>, Check> = {
   maxEventBytes: positiveInt,
   maxUploadBytes: positiveInt,
   fileMode: mode,
@@ -86,17 +94,23 @@ export function parseConfig(raw: unknown): Config {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw misconfigured('apie.json: must hold a JSON object');
   const config: Record<string, unknown> = { ...defaults };
   for (const [key, value] of Object.entries(raw)) {
-    if (OBSOLETE.has(key)) continue;
+    if (OBSOLETE.has(key) || ACCESS_KEYS.has(key)) continue;
     if (!Object.hasOwn(checks, key)) throw misconfigured(`apie.json: unknown key "${key}"`);
-    config[key] = checks[key as keyof Config](value, key);
+    config[key] = checks[key as keyof typeof checks](value, key);
   }
+  Object.assign(config, parseAccess(raw as Record<string, unknown>));
   return config as unknown as Config;
 }
 
-/** The configuration as apie.json spells it (modes as octal strings). */
+/**
+ * The configuration as apie.json spells it (modes as octal strings), without
+ * who is an admin or in which group: `GET /info` shows every user this, and
+ * each user what applies to them instead.
+ */
 export function configJson(config: Config): Record<string, unknown> {
   const octal = (mode: number) => `0${mode.toString(8)}`;
-  return { ...config, fileMode: octal(config.fileMode), dirMode: octal(config.dirMode) };
+  const { admins: _admins, groups: _groups, access: _access, ...rest } = config;
+  return { ...rest, fileMode: octal(config.fileMode), dirMode: octal(config.dirMode) };
 }
 
 /** Reads DIR/apie.json; a missing file means all defaults. */

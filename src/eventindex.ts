@@ -1,7 +1,12 @@
 // The two indexes of the event log, both rebuildable from the log itself.
 // `offsets`: 24 bytes per committed event (where its record starts in `log`,
-// an 8-byte prefix of its hash, an 8-byte key of its eventId); its size is the
-// committed count. `table`: an on-disk open-addressing hash table from those
+// a flag byte, an 8-byte prefix of its hash, an 8-byte key of its eventId).
+// The entries of one commit (a batch, a server's group) are written in one
+// write; every one but the last carries the flag CONTINUED, so a commit cut
+// short (a kill -9 inside that write, a power loss) shows no entry at all:
+// the committed count is the number of entries up to the last one without
+// the flag (committedCount). 0.1.0 wrote the flag byte as 0, which reads as
+// one commit per entry. `table`: an on-disk open-addressing hash table from those
 // prefixes to sequence numbers. Keys are prefixes, so every hit is a candidate
 // the caller confirms against the record itself.
 import { closeSync, fdatasyncSync, fstatSync, openSync, renameSync, fchmodSync, rmSync } from 'node:fs';
@@ -9,6 +14,9 @@ import { dirname } from 'node:path';
 import { fsyncPath, readFully, writeFully } from './fsutil.ts';
 
 export const ENTRY_SIZE = 24;
+// Byte 7 of an entry (0.1.0 left bytes 6 and 7 zero).
+const FLAGS_AT = 7;
+const CONTINUED = 1;
 export const KIND_HASH = 1;
 export const KIND_ID = 2;
 
@@ -24,6 +32,8 @@ export interface Entry {
   hashKey: Buffer;
   /** All zeros when the event has no eventId. */
   idKey: Buffer;
+  /** More entries of the same commit follow this one. */
+  continued?: boolean;
 }
 
 /** The table key of an event hash: its first 8 bytes. */
@@ -60,6 +70,7 @@ export function encodeEntries(entries: Entry[]): Buffer {
   entries.forEach((e, i) => {
     const at = i * ENTRY_SIZE;
     buf.writeUIntLE(e.offset, at, 6);
+    if (e.continued) buf[at + FLAGS_AT] = CONTINUED;
     e.hashKey.copy(buf, at + 8);
     e.idKey.copy(buf, at + 16);
   });
@@ -75,9 +86,30 @@ export function readEntries(fd: number, first: number, last: number): Entry[] {
   const entries: Entry[] = [];
   for (let i = 0; i < count; i++) {
     const at = i * ENTRY_SIZE;
-    entries.push({ offset: buf.readUIntLE(at, 6), hashKey: buf.subarray(at + 8, at + 16), idKey: buf.subarray(at + 16, at + 24) });
+    entries.push({
+      offset: buf.readUIntLE(at, 6),
+      hashKey: buf.subarray(at + 8, at + 16),
+      idKey: buf.subarray(at + 16, at + 24),
+      continued: (buf[at + FLAGS_AT] & CONTINUED) !== 0,
+    });
   }
   return entries;
+}
+
+/**
+ * The committed count of an open offsets file: its whole entries up to the
+ * last one that ends a commit. One read of the last entry, unless a commit
+ * was cut short.
+ */
+export function committedCount(fd: number): number {
+  let n = Math.floor(fstatSync(fd).size / ENTRY_SIZE);
+  for (let chunk = 1; n > 0; chunk = 1024) {
+    const from = Math.max(1, n - chunk + 1);
+    const entries = readEntries(fd, from, n);
+    for (let i = entries.length - 1; i >= 0; i--) if (!entries[i].continued) return from + i;
+    n = from - 1;
+  }
+  return 0;
 }
 
 export interface TableInfo {
@@ -163,7 +195,9 @@ function place(capacity: number, s: Slot, isFree: (i: number) => boolean, write:
 /**
  * Adds slots in place and records that events up to `indexed` are in; when the
  * load would pass 1/2, returns false and leaves the file untouched so the
- * caller rebuilds it bigger. Not synced: the caller fdatasyncs.
+ * caller rebuilds it bigger. Not synced: the caller fdatasyncs. An append
+ * writes the table after the log is synced, so `indexed` past the committed
+ * count says how many records of a commit cut short are whole on disk.
  */
 export function insertSlots(fd: number, info: TableInfo, slots: Slot[], indexed: number): boolean {
   if ((info.used + slots.length) * 2 > info.capacity) return false;
@@ -171,9 +205,15 @@ export function insertSlots(fd: number, info: TableInfo, slots: Slot[], indexed:
   const isFree = (i: number) => (readFully(fd, one, HEADER + i * SLOT), one.readUInt32LE(8) === 0);
   for (const s of slots) place(info.capacity, s, isFree, (i, b) => writeFully(fd, b, HEADER + i * SLOT));
   info.used += slots.length;
-  info.indexed = Math.max(info.indexed, indexed);
+  info.indexed = indexed;
   writeHeader(fd, info);
   return true;
+}
+
+/** Records that the table covers events up to `indexed` only (after a commit cut short was dropped). Not synced. */
+export function setIndexed(fd: number, info: TableInfo, indexed: number): void {
+  info.indexed = indexed;
+  writeHeader(fd, info);
 }
 
 /**

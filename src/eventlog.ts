@@ -1,9 +1,12 @@
-// The event log: hash-chained events in DATA/events/. `log` holds records
-// `<hash> <length>\n<J>\n` where J are exactly the bytes hashed; `offsets`
-// commits them (see eventindex.ts) and `table` finds them by hash or eventId.
-// Appends are serialised by a lock and made durable in the order log → table
-// → offsets, so the offsets size is the committed count: readers never look
-// past it and never take the lock. Knows nothing of HTTP.
+// An event log: the hash-chained events of one stream, in one directory
+// (which directory: streams.ts). `log` holds records `<hash> <length>\n<J>\n`
+// where J are exactly the bytes hashed; `offsets` commits them (see
+// eventindex.ts) and `table` finds them by hash or eventId. Appends are
+// serialised by a lock per log and made durable in the order log → table →
+// offsets; the offsets entries of one commit go in one write, flagged so that
+// a commit cut short shows none of them. The committed count is therefore
+// read from offsets alone: readers never look past it and never take the
+// lock, and a batch is visible whole or not at all. Knows nothing of HTTP.
 import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, fchmodSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -13,18 +16,19 @@ import { ensureDir, narrowedMode, readFully, whenFull, writeFully } from './fsut
 import { checkWritable } from './hostfaults.ts';
 import { SafeDir } from './nofollow.ts';
 import {
-  ENTRY_SIZE, KIND_HASH, KIND_ID, seqsWithKey, encodeEntries, hashKey, idKey, insertSlots, readEntries,
-  rebuildTable, slotsOf, tableInfo, type Entry,
+  ENTRY_SIZE, KIND_HASH, KIND_ID, seqsWithKey, committedCount, encodeEntries, hashKey, idKey, insertSlots, readEntries,
+  rebuildTable, setIndexed, slotsOf, tableInfo, type Entry,
 } from './eventindex.ts';
 import {
-  EMPTY_HASH, LogReader, NL, damagedAt, NO_ID, encodeRecord, eventIdOf, eventsDir, objectEventId, parseRecord, recordLength, type StoredEvent,
+  EMPTY_HASH, LogReader, NL, damagedAt, NO_ID, encodeRecord, eventIdOf, objectEventId, parseRecord, recordLength, type StoredEvent,
 } from './eventreader.ts';
 import { withLock } from './lock.ts';
+import { logLocation } from './streams.ts';
 
-export { EMPTY_HASH, LogReader, count, eventsDir, head, parseEventObject, waitForMore, type StoredEvent } from './eventreader.ts';
+export { EMPTY_HASH, LogReader, count, head, parseEventObject, waitForMore, type StoredEvent } from './eventreader.ts';
 
 /** An event as the API creates it; J is JSON.stringify of these fields in this order. */
-interface NewEvent {
+export interface NewEvent {
   eventId: string;
   eventType: string;
   body: unknown;
@@ -32,16 +36,22 @@ interface NewEvent {
   createdAt: string;
 }
 
+/** One request: one event, or a batch appended all or none, contiguous and in order. */
 export interface AppendRequest {
-  event: NewEvent;
-  /** Append only while the last hash is one of these ('*' matches any log). */
+  events: NewEvent[];
+  /** Append only while the last hash is one of these ('*' matches any log); checked once, before the first event. */
   ifMatch?: string[];
 }
 
-/** A stored event, new or found again for a retried eventId. */
+/** The stored events of a request, new or found again for retried eventIds. */
 export interface AppendResult {
   outcome: 'appended' | 'existing';
-  event: StoredEvent;
+  events: StoredEvent[];
+}
+
+interface Record_ {
+  hash: string;
+  json: Buffer;
 }
 
 /** The chain: H(n) = sha256(H(n-1) + "\n" + J(n)), in lowercase hex. */
@@ -60,51 +70,64 @@ class LogWriter extends LogReader {
   private last = EMPTY_HASH;
   private readonly mode: number;
 
-  constructor(dataDir: string, config: Config) {
-    super(dataDir, 'r+');
+  constructor(dir: string, config: Config) {
+    super(dir, 'r+');
     this.mode = config.fileMode;
   }
 
   /**
    * Brings the files back to a committed state after a crash: drops a torn
-   * offsets tail, commits complete chain-valid records written past it, cuts
-   * off an unfinished record, and completes or rebuilds the table.
+   * offsets tail, commits the records of a commit that was cut short once
+   * they were all synced (whole commits only: a batch is never half
+   * committed), cuts off the rest, and completes or rebuilds the table.
    */
   reconcile(): void {
-    const size = fstatSync(this.offsetsFd!).size;
-    const committed = Math.floor(size / ENTRY_SIZE);
+    const whole = Math.floor(fstatSync(this.offsetsFd!).size / ENTRY_SIZE);
+    const visible = committedCount(this.offsetsFd!);
     const logSize = fstatSync(this.logFd!).size;
     // An entry whose record is not all there was torn by a power loss: its record
     // was synced before it, so the tail scan below finds that record again.
-    this.n = committed;
+    this.n = visible;
     while (this.n > 0 && !this.entryIsSound(this.n, logSize)) this.n--;
     if (this.n > 0) {
       const h = this.headerAt(this.n);
       this.end = h.end;
       this.last = h.hash;
     }
-    const { found, cut } = this.scanTail(logSize);
+    const found = this.scanTail(logSize);
+    // The log is synced before the table and offsets are written: any entry
+    // past the count, or a table that says it indexed past it, means the
+    // whole commit's records are on disk. Without either, the commit may have
+    // stopped inside its records: none of them is kept.
+    const synced = whole > this.n ? found.length : Math.max(0, (this.table?.indexed ?? 0) - this.n);
+    const kept = found.slice(0, synced);
     // Only an unsynced tail may be dropped; never a record that was committed.
-    if (this.n + found.length < committed) throw damagedAt(this.n + found.length + 1, 'committed record is missing or damaged');
-    if (size !== this.n * ENTRY_SIZE) ftruncateSync(this.offsetsFd!, this.n * ENTRY_SIZE);
+    if (this.n + kept.length < visible) throw damagedAt(this.n + kept.length + 1, 'committed record is missing or damaged');
+    // The table forgets the dropped commit first, so a crash from here on leaves no claim that its records were whole.
+    if (this.table && this.table.indexed > this.n + kept.length) {
+      setIndexed(this.tableFd!, this.table, this.n + kept.length);
+      fdatasyncSync(this.tableFd!);
+    }
+    if (fstatSync(this.offsetsFd!).size !== this.n * ENTRY_SIZE) ftruncateSync(this.offsetsFd!, this.n * ENTRY_SIZE);
+    const cut = kept.length ? kept[kept.length - 1].end : this.end;
     if (cut < logSize) ftruncateSync(this.logFd!, cut);
     this.completeTable();
-    if (found.length) this.commit(found, this.end, Buffer.alloc(0));
+    if (kept.length) this.commit(kept, this.end, Buffer.alloc(0));
   }
 
-  // The complete, chain-valid records past the committed end, and where the rest begins.
-  private scanTail(logSize: number): { found: { hash: string; json: Buffer }[]; cut: number } {
+  // The complete, chain-valid records past the committed end, with where each ends in `log`.
+  private scanTail(logSize: number): (Record_ & { end: number })[] {
     const tail = Buffer.allocUnsafe(logSize - this.end);
     readFully(this.logFd!, tail, this.end);
-    const found: { hash: string; json: Buffer }[] = [];
+    const found: (Record_ & { end: number })[] = [];
     let pos = 0;
     let prev = this.last;
     for (let r = parseRecord(tail, 0); r && chainHash(prev, r.json) === r.hash; r = parseRecord(tail, pos)) {
-      found.push({ hash: r.hash, json: r.json });
+      found.push({ hash: r.hash, json: r.json, end: this.end + r.end });
       prev = r.hash;
       pos = r.end;
     }
-    return { found, cut: this.end + pos };
+    return found;
   }
 
   private entryIsSound(seq: number, logSize: number): boolean {
@@ -137,9 +160,10 @@ class LogWriter extends LogReader {
   /**
    * Makes records durable and visible: writes their bytes at `at` (unless
    * already there), fdatasync log, add them to the table, fdatasync, append
-   * their offsets entries (the commit point), fdatasync.
+   * their offsets entries in one write, all but the last flagged as continued
+   * (the commit point), fdatasync.
    */
-  private commit(records: { hash: string; json: Buffer }[], at: number, bytes: Buffer): void {
+  private commit(records: Record_[], at: number, bytes: Buffer): void {
     try {
       this.write(records, at, bytes);
     } catch (err) {
@@ -159,12 +183,12 @@ class LogWriter extends LogReader {
     fdatasyncSync(this.offsetsFd!);
   }
 
-  private write(records: { hash: string; json: Buffer }[], at: number, bytes: Buffer): void {
+  private write(records: Record_[], at: number, bytes: Buffer): void {
     const entries: Entry[] = [];
     let offset = at;
-    for (const r of records) {
+    for (const [i, r] of records.entries()) {
       const id = eventIdOf(r.json);
-      entries.push({ offset, hashKey: hashKey(r.hash), idKey: id === undefined ? NO_ID : idKey(id) });
+      entries.push({ offset, hashKey: hashKey(r.hash), idKey: id === undefined ? NO_ID : idKey(id), continued: i < records.length - 1 });
       offset += recordLength(r.hash, r.json);
     }
     if (bytes.length) {
@@ -197,54 +221,89 @@ class LogWriter extends LogReader {
   }
 
   /**
-   * Appends new events as one batch, deciding each request in order. A refused
-   * request gets its error ('conflict', 'precondition-failed') in its place:
-   * the others in the batch go ahead.
+   * Appends the events of several requests in one commit, deciding each
+   * request in order. A refused request gets its error ('conflict',
+   * 'precondition-failed', 'bad-request') in its place: the others go ahead.
    */
   append(requests: AppendRequest[]): (AppendResult | ApieError)[] {
     const results: (AppendResult | ApieError)[] = [];
-    const batch: { hash: string; json: Buffer }[] = [];
-    const pendingIds = new Map<string, { seq: number; event: NewEvent; hash: string; json: Buffer }>();
+    const records: Record_[] = [];
+    // Events appended by earlier requests of this commit, by eventId.
+    const pending = new Map<string, { stored: StoredEvent; event: NewEvent }>();
     let last = this.last;
-    for (const { event, ifMatch } of requests) {
-      // Whatever one request throws is its own answer: it must not fail the others of the group.
+    for (const { events, ifMatch } of requests) {
+      // Whatever one request throws is its own answer: it must not fail the others of the commit.
+      const mark = records.length;
+      const lastBefore = last;
       try {
-        const earlier = pendingIds.get(event.eventId);
-        const seq = earlier ? undefined : this.seqOfEventId(event.eventId);
-        if (earlier || seq !== undefined) {
-          const stored = earlier ?? this.read(seq!);
-          const parsed = earlier ? earlier.event : JSON.parse(stored.json.toString('utf8'));
-          const same = parsed.eventType === event.eventType && isDeepStrictEqual(parsed.body, event.body);
-          results.push(same
-            ? { outcome: 'existing', event: { seq: stored.seq, hash: stored.hash, json: stored.json } }
-            : new ApieError('conflict', `eventId ${event.eventId} is already in the log with other content`));
+        const retry = this.retried(events, pending);
+        if (retry) {
+          results.push(retry instanceof ApieError ? retry : { outcome: 'existing', events: retry });
           continue;
         }
         if (ifMatch && !ifMatch.includes('*') && !ifMatch.includes(last)) {
           results.push(new ApieError('precondition-failed', `the log's last hash is ${last}, not the one in If-Match`, { data: { lastHash: last } }));
           continue;
         }
-        const json = Buffer.from(JSON.stringify({
-          eventId: event.eventId, eventType: event.eventType, body: event.body, createdBy: event.createdBy, createdAt: event.createdAt,
-        }));
-        const hash = chainHash(last, json);
-        const stored = { seq: this.n + batch.length + 1, hash, json };
-        batch.push({ hash, json });
-        pendingIds.set(event.eventId, { ...stored, event });
-        results.push({ outcome: 'appended', event: stored });
-        last = hash;
+        const stored: StoredEvent[] = [];
+        for (const event of events) {
+          const json = Buffer.from(JSON.stringify({
+            eventId: event.eventId, eventType: event.eventType, body: event.body, createdBy: event.createdBy, createdAt: event.createdAt,
+          }));
+          const hash = chainHash(last, json);
+          const one = { seq: this.n + records.length + 1, hash, json };
+          records.push({ hash, json });
+          pending.set(event.eventId, { stored: one, event });
+          stored.push(one);
+          last = hash;
+        }
+        results.push({ outcome: 'appended', events: stored });
       } catch (error) {
+        // Nothing of this request stays in the commit.
+        for (const r of records.splice(mark)) for (const [id, p] of pending) if (p.stored.hash === r.hash) pending.delete(id);
+        last = lastBefore;
         results.push(error instanceof ApieError ? error : new ApieError('internal', 'internal error', { cause: error }));
       }
     }
-    if (batch.length) this.commit(batch, this.end, Buffer.concat(batch.map((r) => encodeRecord(r.hash, r.json))));
+    if (records.length) this.commit(records, this.end, Buffer.concat(records.map((r) => encodeRecord(r.hash, r.json))));
     return results;
+  }
+
+  // What a request whose eventIds are already stored gets: the stored events
+  // when all of them are, with the same content (a harmless retry); a refusal
+  // when only some are, or with other content, or when an eventId is in it
+  // twice. Undefined for a request that is new.
+  private retried(events: NewEvent[], pending: Map<string, { stored: StoredEvent; event: NewEvent }>): StoredEvent[] | ApieError | undefined {
+    const ids = new Set<string>();
+    for (const e of events) {
+      if (ids.has(e.eventId)) return new ApieError('bad-request', `eventId ${e.eventId} appears twice in the batch`);
+      ids.add(e.eventId);
+    }
+    const found = events.map((e) => this.storedEvent(e.eventId, pending));
+    const known = found.filter((f) => f !== undefined).length;
+    if (known === 0) return undefined;
+    if (known < events.length) {
+      return new ApieError('conflict', `${known} of the batch's ${events.length} eventIds are already in the log: a batch is retried whole or not at all`);
+    }
+    const other = events.findIndex((e, i) => found[i]!.event.eventType !== e.eventType || !isDeepStrictEqual(found[i]!.event.body, e.body));
+    if (other >= 0) return new ApieError('conflict', `eventId ${events[other].eventId} is already in the log with other content`);
+    return found.map((f) => f!.stored);
+  }
+
+  // An event already stored (or appended earlier in this commit) under this eventId, with its content.
+  private storedEvent(eventId: string, pending: Map<string, { stored: StoredEvent; event: NewEvent }>): { stored: StoredEvent; event: { eventType: unknown; body: unknown } } | undefined {
+    const earlier = pending.get(eventId);
+    if (earlier) return earlier;
+    const seq = this.seqOfEventId(eventId);
+    if (seq === undefined) return undefined;
+    const stored = this.read(seq);
+    return { stored, event: JSON.parse(stored.json.toString('utf8')) };
   }
 
   /** Appends exact JSON bytes that continue the chain after `after`. */
   appendRaw(after: string, jsons: Buffer[]): { count: number; hash: string } {
     if (after !== this.last) throw new ApieError('conflict', `the log ends at ${this.last}, the import continues ${after}`);
-    const records: { hash: string; json: Buffer }[] = [];
+    const records: Record_[] = [];
     let prev = this.last;
     for (const json of jsons) records.push({ hash: (prev = chainHash(prev, json)), json });
     // In slices, so memory stays bounded for big imports.
@@ -298,8 +357,9 @@ class LogWriter extends LogReader {
 }
 
 // Creates log and offsets when missing, durably (the directory is fsynced).
-function createFiles(dataDir: string, mode: number): void {
-  const events = SafeDir.open(dataDir, 'events')!;
+function createFiles(dir: string, mode: number): void {
+  const { dataDir, rel } = logLocation(dir);
+  const events = SafeDir.open(dataDir, rel)!;
   try {
     let created = false;
     for (const name of ['log', 'offsets']) {
@@ -315,25 +375,31 @@ function createFiles(dataDir: string, mode: number): void {
   }
 }
 
-async function withWriter<T>(dataDir: string, config: Config, fn: (w: LogWriter) => T): Promise<T> {
+async function withWriter<T>(dir: string, config: Config, fn: (w: LogWriter) => T): Promise<T> {
   // Loaded before the lock: its ~3 ms would otherwise be spent holding it.
   process.getBuiltinModule('node:crypto');
-  const dir = eventsDir(dataDir);
+  const { dataDir, rel } = logLocation(dir);
   const writes = [dir, ...['log', 'offsets', 'table'].map((name) => join(dir, name))];
   // A host set up wrong fails here at once, naming what it cannot write.
   checkWritable(dataDir, writes);
   if (!existsSync(dataDir)) ensureDir(dataDir, config.dirMode);
-  // Made here when missing; a link in its place is damage, found before the lock is taken inside it.
-  const root = SafeDir.open(dataDir)!;
+  // Made here when missing, each directory on the way; a link in the place
+  // of one is damage, found before the lock is taken inside it.
+  let at = SafeDir.open(dataDir)!;
   try {
-    root.ensureDir('events', config.dirMode).close();
+    for (const part of rel.split('/')) {
+      const next = at.ensureDir(part, config.dirMode);
+      at.close();
+      at = next;
+    }
   } finally {
-    root.close();
+    at.close();
   }
   try {
-    return await withLock(dataDir, 'events', { fileMode: config.fileMode, writes }, () => {
-      createFiles(dataDir, config.fileMode);
-      const writer = new LogWriter(dataDir, config);
+    // One lock per log: appends to different streams never wait for each other.
+    return await withLock(dataDir, 'events', { fileMode: config.fileMode, writes, target: dir }, () => {
+      createFiles(dir, config.fileMode);
+      const writer = new LogWriter(dir, config);
       try {
         writer.reconcile();
         return fn(writer);
@@ -347,22 +413,24 @@ async function withWriter<T>(dataDir: string, config: Config, fn: (w: LogWriter)
   }
 }
 
-/** Appends a batch of events under one lock with one fdatasync per file; one result (or refusal) per request. */
-export function appendEvents(dataDir: string, config: Config, requests: AppendRequest[]): Promise<(AppendResult | ApieError)[]> {
-  return withWriter(dataDir, config, (w) => w.append(requests));
+/** Appends requests to the log in `dir` under one lock, in one commit; one result (or refusal) per request. */
+export function appendEvents(dir: string, config: Config, requests: AppendRequest[]): Promise<(AppendResult | ApieError)[]> {
+  return withWriter(dir, config, (w) => w.append(requests));
 }
 
 /** Appends exact JSON bytes (an import) continuing the chain after `after`, which must be the current last hash. */
-export function appendRaw(dataDir: string, config: Config, after: string, jsons: Buffer[]): Promise<{ count: number; hash: string }> {
-  return withWriter(dataDir, config, (w) => w.appendRaw(after, jsons));
+export function appendRaw(dir: string, config: Config, after: string, jsons: Buffer[]): Promise<{ count: number; hash: string }> {
+  return withWriter(dir, config, (w) => w.appendRaw(after, jsons));
 }
 
 /**
  * Repairs a crashed append, restores file modes and recomputes the whole chain
- * from disk; throws a 'damaged' ApieError naming the first bad event.
+ * from disk; throws a 'damaged' ApieError naming the first bad event. A log
+ * that was never written is empty, and stays absent.
  */
-export function verifyLog(dataDir: string, config: Config): Promise<{ count: number; hash: string; tableRebuilt: boolean }> {
-  return withWriter(dataDir, config, (w) => {
+export async function verifyLog(dir: string, config: Config): Promise<{ count: number; hash: string; tableRebuilt: boolean }> {
+  if (!existsSync(join(dir, 'offsets'))) return { count: 0, hash: EMPTY_HASH, tableRebuilt: false };
+  return withWriter(dir, config, (w) => {
     w.restoreModes(config.dirMode, config.fileMode);
     return w.verify();
   });

@@ -1,11 +1,13 @@
-// Reading the event log in DATA/events/ (layout in eventlog.ts): a view of the
-// committed events, fixed when opened, that takes no lock and loads no crypto.
-import { closeSync, constants, existsSync, fstatSync, watch } from 'node:fs';
-import { join } from 'node:path';
+// Reading an event log, the directory of one stream (layout in eventlog.ts):
+// a view of the committed events, fixed when opened, that takes no lock and
+// loads no crypto. The directory is reached through nofollow.ts from its data
+// directory (streams.ts says which): a link on the way is damage, never followed.
+import { closeSync, constants, watch } from 'node:fs';
 import { ApieError } from './errors.ts';
-import { ENTRY_SIZE, KIND_HASH, KIND_ID, seqsWithKey, hashKey, idKey, readEntries, tableInfo, type TableInfo } from './eventindex.ts';
-import { readFully } from './fsutil.ts';
+import { KIND_HASH, KIND_ID, seqsWithKey, committedCount, hashKey, idKey, readEntries, tableInfo, type TableInfo } from './eventindex.ts';
+import { nearestExisting, readFully } from './fsutil.ts';
 import { SafeDir } from './nofollow.ts';
+import { logLocation } from './streams.ts';
 import { HASH_RE } from './sha256.ts';
 
 /** sha256(""): the hash of the empty log, and the "previous hash" of the first event. */
@@ -26,11 +28,6 @@ export function damagedAt(position: number, what: string): ApieError {
 export const NL = 0x0a;
 // Longest record header: 64 hex, a space, up to 15 digits, a newline.
 const MAX_HEADER = 81;
-
-/** The directory of the event log inside a data directory. */
-export function eventsDir(dataDir: string): string {
-  return join(dataDir, 'events');
-}
 
 interface ParsedRecord {
   hash: string;
@@ -96,8 +93,7 @@ const FLAGS = { r: constants.O_RDONLY, 'r+': constants.O_RDWR };
  */
 export class LogReader {
   readonly dir: string;
-  protected readonly dataDir: string;
-  /** The events directory, open while the view is: its files are reached without following links. */
+  /** The log's directory, open while the view is: its files are reached without following links. */
   protected events?: SafeDir;
   protected n: number;
   protected offsetsFd?: number;
@@ -105,23 +101,23 @@ export class LogReader {
   protected tableFd?: number;
   protected table?: TableInfo;
 
-  /** Opens the files read-only, or for writing ('r+') when the caller holds the lock. */
-  constructor(dataDir: string, flags: 'r' | 'r+' = 'r') {
-    this.dataDir = dataDir;
-    this.dir = eventsDir(dataDir);
+  /** Opens the log in `dir` read-only, or for writing ('r+') when the caller holds the lock. */
+  constructor(dir: string, flags: 'r' | 'r+' = 'r') {
+    this.dir = dir;
     this.n = 0;
     this.open(flags);
   }
 
   protected open(flags: 'r' | 'r+'): void {
-    this.events = SafeDir.open(this.dataDir, 'events') ?? undefined;
+    const { dataDir, rel } = logLocation(this.dir);
+    this.events = SafeDir.open(dataDir, rel) ?? undefined;
     if (!this.events) {
       if (flags === 'r') return; // nothing appended yet
-      throw new Error('the events directory is missing');
+      throw new Error(`${rel} is missing`);
     }
     this.offsetsFd = this.events.openIfExists('offsets', FLAGS[flags]);
     // The count first, the table after: any table opened later covers it.
-    this.n = this.offsetsFd === undefined ? 0 : Math.floor(fstatSync(this.offsetsFd).size / ENTRY_SIZE);
+    this.n = this.offsetsFd === undefined ? 0 : committedCount(this.offsetsFd);
     if (this.n === 0 && flags === 'r') return;
     this.logFd = this.events.open('log', FLAGS[flags]);
     this.tableFd = this.events.openIfExists('table', FLAGS[flags]);
@@ -215,9 +211,9 @@ export class LogReader {
   }
 }
 
-/** Count and last hash of the committed log, cheaply (two small reads). */
-export function head(dataDir: string): { count: number; hash: string } {
-  const reader = new LogReader(dataDir);
+/** Count and last hash of the committed log in `dir`, cheaply (three small reads). */
+export function head(dir: string): { count: number; hash: string } {
+  const reader = new LogReader(dir);
   try {
     return { count: reader.count, hash: reader.lastHash() };
   } finally {
@@ -225,29 +221,32 @@ export function head(dataDir: string): { count: number; hash: string } {
   }
 }
 
-/** The number of committed events: one stat. */
-export function count(dataDir: string): number {
-  const events = SafeDir.open(dataDir, 'events');
+/** The number of committed events in the log in `dir`: a stat and one small read. */
+export function count(dir: string): number {
+  const { dataDir, rel } = logLocation(dir);
+  const events = SafeDir.open(dataDir, rel);
   const fd = events?.openIfExists('offsets', FLAGS.r);
   events?.close();
   if (fd === undefined) return 0;
   try {
-    return Math.floor(fstatSync(fd).size / ENTRY_SIZE);
+    return committedCount(fd);
   } finally {
     closeSync(fd);
   }
 }
 
 /**
- * Resolves true as soon as the log holds more than `known` events, false
- * after `ms`. Watches the directory (inotify) and polls as a fallback.
+ * Resolves true as soon as the log in `logDir` holds more than `known`
+ * events, false after `ms`. Watches the directory (inotify) and polls as a
+ * fallback.
  */
-export function waitForMore(dataDir: string, known: number, ms: number, signal?: AbortSignal): Promise<boolean> {
-  if (count(dataDir) > known) return Promise.resolve(true);
+export function waitForMore(logDir: string, known: number, ms: number, signal?: AbortSignal): Promise<boolean> {
+  if (count(logDir) > known) return Promise.resolve(true);
   return new Promise((resolve) => {
     const onAbort = () => done(false);
     signal?.addEventListener('abort', onAbort);
-    const dir = existsSync(eventsDir(dataDir)) ? eventsDir(dataDir) : dataDir;
+    // A stream's directory appears with its first append: until then, its nearest ancestor.
+    const dir = nearestExisting(logDir);
     let watcher: ReturnType<typeof watch> | undefined;
     const done = (more: boolean) => {
       signal?.removeEventListener('abort', onAbort);
@@ -258,7 +257,7 @@ export function waitForMore(dataDir: string, known: number, ms: number, signal?:
     };
     const check = () => {
       try {
-        if (count(dataDir) > known) done(true);
+        if (count(logDir) > known) done(true);
       } catch {
         done(true); // damage (a link planted meanwhile): the read that follows reports it
       }

@@ -25,6 +25,24 @@ export function ensureDir(dir: string, mode: number): void {
   if (mkdirSync(dir, { recursive: true, mode }) !== undefined) chmodSync(dir, mode | (statSync(dir).mode & SETGID));
 }
 
+/**
+ * Creates a directory and any missing parents, each with `mode` exactly, and
+ * fsyncs each new one into its parent so it survives power loss. Safe when
+ * another process creates the same directories at the same time.
+ */
+export function ensureDirDurably(dir: string, mode: number): void {
+  if (statOrNull(dir)) return;
+  ensureDirDurably(dirname(dir), mode);
+  try {
+    mkdirSync(dir, { mode });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return;
+    throw err;
+  }
+  chmodSync(dir, mode);
+  fsyncPath(dirname(dir));
+}
+
 let tmpCounter = 0;
 
 /**
@@ -74,6 +92,12 @@ export function createOnce(file: string, data: string, mode: number): void {
   } finally {
     unlinkSync(staged);
   }
+}
+
+/** The path itself, or its nearest ancestor that exists. */
+export function nearestExisting(path: string): string {
+  while (!statOrNull(path) && dirname(path) !== path) path = dirname(path);
+  return path;
 }
 
 /** stat, or null when nothing is there. */

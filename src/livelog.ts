@@ -1,16 +1,23 @@
-// The server's event store. It keeps the log's files open and its count in
-// memory (one fstat per request tells whether any process appended since),
-// commits concurrent appends in groups (one lock and one set of fsyncs for
-// every request that arrived while the previous group was being written), and
-// wakes long polls and event streams from memory: at once for its own
-// appends, through inotify (and a 500 ms poll) for other processes'.
+// The server's event stores, one per stream. Each keeps its log's files open
+// and its count in memory (an fstat and a small read per request tell
+// whether any process appended since), commits concurrent appends and batches in groups (one lock
+// and one set of fsyncs for every request that arrived while the previous
+// group was being written), and wakes its own long polls and event streams
+// from memory: at once for its own appends, through inotify on its own
+// directory (and a 500 ms poll) for other processes'. Appends to one stream
+// never wake another's waiters.
 import { existsSync, fstatSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
-import { ENTRY_SIZE, tableInfo } from './eventindex.ts';
-import { appendEvents, eventsDir, LogReader, type AppendRequest, type AppendResult } from './eventlog.ts';
-import type { EventStore } from './eventstore.ts';
+import { committedCount, tableInfo } from './eventindex.ts';
+import { appendEvents, LogReader, type AppendRequest, type AppendResult } from './eventlog.ts';
+import { nearestExisting } from './fsutil.ts';
+import type { EventStore, Streams } from './eventstore.ts';
+import { streamDir } from './streams.ts';
+
+// Stores kept open at once; idle ones beyond this are closed, least recently used first.
+const MAX_OPEN = 128;
 
 // A reader that is never closed by its users and catches up on refresh().
 class LiveReader extends LogReader {
@@ -22,7 +29,7 @@ class LiveReader extends LogReader {
       this.open('r');
       return;
     }
-    const n = Math.floor(fstatSync(this.offsetsFd).size / ENTRY_SIZE);
+    const n = committedCount(this.offsetsFd);
     if (n === this.n) return;
     // The count first, the table after (as in open()): the table then covers it.
     this.n = n;
@@ -51,24 +58,49 @@ interface Pending {
 }
 
 export class LiveStore implements EventStore {
-  private readonly dataDir: string;
+  readonly dir: string;
   private readonly config: Config;
   private readonly reader: LiveReader;
   private queue: Pending[] = [];
   private committing = false;
+  private disposed = false;
   private readonly waiters = new Set<() => void>();
   private watcher?: FSWatcher;
+  private watched?: string;
   private poll?: NodeJS.Timeout;
 
-  constructor(dataDir: string, config: Config) {
-    this.dataDir = dataDir;
+  constructor(dir: string, config: Config) {
+    this.dir = dir;
     this.config = config;
-    this.reader = new LiveReader(dataDir);
+    this.reader = new LiveReader(dir);
   }
 
   view(): LogReader {
+    // A handler that still holds a store closed meanwhile gets a view of its own.
+    if (this.disposed) return new LogReader(this.dir);
     this.reader.refresh();
     return this.reader;
+  }
+
+  private count(): number {
+    const view = this.view();
+    try {
+      return view.count;
+    } finally {
+      view.close();
+    }
+  }
+
+  /** Nothing in flight and nobody waiting: the store may be closed. */
+  idle(): boolean {
+    return !this.committing && this.queue.length === 0 && this.waiters.size === 0;
+  }
+
+  /** Closes the files; later calls still work, from fresh views. */
+  dispose(): void {
+    this.disposed = true;
+    this.unwatch();
+    this.reader.dispose();
   }
 
   append(request: AppendRequest): Promise<AppendResult> {
@@ -86,7 +118,7 @@ export class LiveStore implements EventStore {
       const group = this.queue;
       this.queue = [];
       try {
-        const results = await appendEvents(this.dataDir, this.config, group.map((p) => p.request));
+        const results = await appendEvents(this.dir, this.config, group.map((p) => p.request));
         group.forEach((p, i) => {
           const result = results[i];
           if (result instanceof ApieError) p.reject(result);
@@ -101,10 +133,10 @@ export class LiveStore implements EventStore {
   }
 
   waitForMore(known: number, ms: number, signal?: AbortSignal): Promise<boolean> {
-    if (this.view().count > known || signal?.aborted) return Promise.resolve(this.reader.count > known);
+    if (this.count() > known || signal?.aborted) return Promise.resolve(this.count() > known);
     return new Promise((resolve) => {
       const check = () => {
-        if (this.view().count > known) finish(true);
+        if (this.count() > known) finish(true);
       };
       const onAbort = () => finish(false);
       const timer = setTimeout(() => finish(false), ms);
@@ -125,24 +157,25 @@ export class LiveStore implements EventStore {
     for (const check of [...this.waiters]) check();
   }
 
-  // Other processes' appends: inotify on the events directory while anyone
-  // waits, and a slow poll for file systems without it (or before the
-  // directory exists).
+  // Other processes' appends: inotify on the stream's directory while anyone
+  // waits (on its nearest ancestor until its first append creates it), and a
+  // slow poll for file systems without inotify.
   private watch(): void {
     if (this.poll) return;
     this.poll = setInterval(() => {
-      if (!this.watcher) this.startWatcher();
+      if (!this.watcher || this.watched !== nearestExisting(this.dir)) this.startWatcher();
       this.wake();
     }, 500);
     this.startWatcher();
   }
 
   private startWatcher(): void {
-    const dir = eventsDir(this.dataDir);
-    if (!existsSync(dir)) return;
+    this.unwatchFiles();
+    const dir = nearestExisting(this.dir);
     try {
       this.watcher = watch(dir, { persistent: false }, () => this.wake());
       this.watcher.on('error', () => this.unwatchFiles());
+      this.watched = dir;
     } catch {
       this.watcher = undefined;
     }
@@ -151,11 +184,46 @@ export class LiveStore implements EventStore {
   private unwatchFiles(): void {
     this.watcher?.close();
     this.watcher = undefined;
+    this.watched = undefined;
   }
 
   private unwatch(): void {
     this.unwatchFiles();
     clearInterval(this.poll);
     this.poll = undefined;
+  }
+}
+
+/** The server's streams: a live store per stream, opened on first use. */
+export class LiveStreams implements Streams {
+  private readonly dataDir: string;
+  private readonly config: Config;
+  // In order of last use, least recent first.
+  private readonly stores = new Map<string, LiveStore>();
+
+  constructor(dataDir: string, config: Config) {
+    this.dataDir = dataDir;
+    this.config = config;
+  }
+
+  stream(name: string): LiveStore {
+    let store = this.stores.get(name);
+    if (store) {
+      this.stores.delete(name);
+    } else {
+      store = new LiveStore(streamDir(this.dataDir, name), this.config);
+      this.evict();
+    }
+    this.stores.set(name, store);
+    return store;
+  }
+
+  private evict(): void {
+    for (const [name, store] of this.stores) {
+      if (this.stores.size < MAX_OPEN) return;
+      if (!store.idle()) continue;
+      store.dispose();
+      this.stores.delete(name);
+    }
   }
 }

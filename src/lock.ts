@@ -44,6 +44,11 @@ export interface LockOptions {
   fileMode: number;
   /** Files and directories the section writes: checked before waiting (see checkWritable). */
   writes: string[];
+  /**
+   * The directory whose device and inode name the lock (default: the data
+   * directory): each stream's log directory has a lock of its own.
+   */
+  target?: string;
 }
 
 /**
@@ -54,7 +59,7 @@ export interface LockOptions {
  */
 export async function withLock<T>(dataDir: string, role: LockRole, opts: LockOptions, fn: () => Promise<T> | T): Promise<T> {
   checkWritable(dataDir, opts.writes);
-  const name = lockName(dataDir, role, opts.fileMode);
+  const name = lockName(dataDir, opts.target ?? dataDir, role, opts.fileMode);
   const held = await acquire(name, role);
   try {
     return await fn();
@@ -65,8 +70,8 @@ export async function withLock<T>(dataDir: string, role: LockRole, opts: LockOpt
   }
 }
 
-function lockName(dataDir: string, role: LockRole, fileMode: number): string {
-  const dir = statSync(dataDir, { bigint: true, throwIfNoEntry: false });
+function lockName(dataDir: string, target: string, role: LockRole, fileMode: number): string {
+  const dir = statSync(target, { bigint: true, throwIfNoEntry: false });
   if (!dir) throw new ApieError('misconfigured', 'the data directory does not exist');
   return `apie-lock:${dir.dev.toString(16)}:${dir.ino.toString(16)}:${role}:${secret(dataDir, fileMode)}`;
 }

@@ -23,8 +23,10 @@ const routes: Route[] = [
   { pattern: /^\/client\.(?:js|d\.ts)$/, public: true, methods: { GET: async () => (await client()).getClientFile } },
   { pattern: /^\/auth\/token$/, methods: { POST: async () => (await user()).postToken } },
   { pattern: /^\/user\/update$/, methods: { POST: async () => (await user()).postUpdate } },
+  // `/events…` is the stream default; `/streams/NAME/events…` names one (the first parameter).
+  { pattern: /^\/streams$/, methods: { GET: async () => (await events()).getStreams } },
   {
-    pattern: /^\/events$/,
+    pattern: /^(?:\/streams\/([^/]*))?\/events$/,
     methods: {
       GET: async () => (await events()).getEvents,
       PUT: async () => (await events()).appendEvent,
@@ -33,8 +35,8 @@ const routes: Route[] = [
       HEAD: async () => (await events()).headEvents,
     },
   },
-  { pattern: /^\/events\/verify$/, methods: { POST: async () => (await events()).verifyEvents } },
-  { pattern: /^\/events\/([^/]*)$/, methods: { GET: async () => (await events()).getEvent } },
+  { pattern: /^(?:\/streams\/([^/]*))?\/events\/verify$/, methods: { POST: async () => (await events()).verifyEvents } },
+  { pattern: /^(?:\/streams\/([^/]*))?\/events\/([^/]*)$/, methods: { GET: async () => (await events()).getEvent } },
   { pattern: /^\/storage\/verify$/, methods: { POST: async () => (await storage()).verifyStorage } },
   {
     pattern: /^\/storage\/(.*)$/s,

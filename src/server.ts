@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { handle, refuse } from './app.ts';
 import { ApieError, errorResponse } from './errors.ts';
-import { LiveStore } from './livelog.ts';
+import { LiveStreams } from './livelog.ts';
 import { openToSend } from './nofollow.ts';
 import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
 
@@ -89,13 +89,13 @@ const shutdowns = new WeakMap<Server, AbortController>();
 
 /** Starts listening; resolves once the port is bound. */
 export function startServer(opts: ServerOptions): Promise<Server> {
-  const events = new LiveStore(opts.ctx.dataDir, opts.ctx.config);
+  const streams = new LiveStreams(opts.ctx.dataDir, opts.ctx.config);
   const shutdown = new AbortController();
   // Node checks the header and request timeouts on this interval (30 s by
   // default, so a 20 s limit came to 20–50 s): once a second keeps it 20–21 s.
   const server = createServer({ connectionsCheckingInterval: 1000 }, async (req, res) => {
     const started = performance.now();
-    const ctx: Context = { ...opts.ctx, user: undefined, shutdown: shutdown.signal, events };
+    const ctx: Context = { ...opts.ctx, user: undefined, shutdown: shutdown.signal, streams };
     // Tell long polls and event streams when the client goes away.
     const gone = new AbortController();
     res.on('close', () => gone.abort());

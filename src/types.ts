@@ -1,6 +1,6 @@
 // The request and response shapes shared by both front ends (CGI and server).
 import type { Config } from './config.ts';
-import type { EventStore } from './eventstore.ts';
+import type { Streams } from './eventstore.ts';
 
 export interface ApieRequest {
   /** Upper-case method. */
@@ -46,10 +46,11 @@ export interface Context {
   user?: User;
   /** Aborted when the server stops: long polls and event streams end early. */
   shutdown?: AbortSignal;
-  /** The server's live event store; CGI requests go straight to the files. */
-  events?: EventStore;
+  /** The server's live event stores; CGI requests go straight to the files. */
+  streams?: Streams;
 }
 
+/** A route's handler; `params` are the path's groups (undefined for one the path leaves out). */
 export type Handler = (req: ApieRequest, ctx: Context, params: string[]) => Promise<ApieResponse> | ApieResponse;
 
 export function isFileBody(body: Body): body is FileBody {

@@ -27,10 +27,17 @@ t('should add users with the configured cost, list them with their info, and rem
   assert.is(cli(data, ['user', 'add', 'ben'], 'pw without newline').status, 0);
   assert.match(passwd(data), /^ann@example\.com:\$2b\$05\$[./A-Za-z0-9]{53}:Ann: admin\nben:\$2b\$05\$[./A-Za-z0-9]{53}\n$/);
   assert.is(fileMode(join(data, 'passwd')), 0o640);
-  assert.is(cli(data, ['user', 'list']).stdout, 'ann@example.com\tAnn: admin\nben\n');
+  // Without "admins" in apie.json everyone is an admin.
+  assert.is(cli(data, ['user', 'list']).stdout, 'ann@example.com\tadmin\t-\tAnn: admin\nben\tadmin\t-\t\n');
   const removed = cli(data, ['user', 'remove', 'ann@example.com']);
   assert.is(removed.status, 0, removed.stderr);
-  assert.is(cli(data, ['user', 'list']).stdout, 'ben\n');
+  assert.is(cli(data, ['user', 'list']).stdout, 'ben\tadmin\t-\t\n');
+});
+
+t('should list whether each user is an admin and their groups', ({ data }) => {
+  for (const name of ['ann', 'ben', 'cy']) assert.is(cli(data, ['user', 'add', name], 'pw\n').status, 0);
+  writeFileSync(join(data, 'apie.json'), JSON.stringify({ admins: ['ann'], groups: { family: ['ann', 'ben'], editors: ['ben'] } }));
+  assert.is(cli(data, ['user', 'list']).stdout, 'ann\tadmin\tfamily\t\nben\tuser\tfamily,editors\t\ncy\tuser\t-\t\n');
 });
 
 t('should take the first line of stdin as the password', async ({ data }) => {

@@ -114,7 +114,7 @@ for (const fe of FRONT_ENDS) {
     const r = await site.request('POST', '/user/update', { headers: bearer(token), body: JSON.stringify({ info: 'Dave D., ops: on call' }) });
     assert.is(r.status, 200, r.text);
     const info = await site.request('GET', '/info', { headers: bearer(token) });
-    assert.equal(info.json().auth.user, { email: 'dave', info: 'Dave D., ops: on call' });
+    assert.equal(info.json().auth.user, { email: 'dave', info: 'Dave D., ops: on call', admin: true });
     assert.is(await whoami(site, basicHeader('dave:dave-pw')), 'dave');
   });
 
@@ -161,7 +161,7 @@ for (const fe of FRONT_ENDS) {
     const r = await site.request('GET', '/info', { headers: { ...bearer(token), 'X-Probe': 'probe-value-1234' } });
     assert.is(r.status, 200);
     const info = r.json();
-    assert.equal(info.auth.user, { email: 'alice@example.com', info: '' });
+    assert.equal(info.auth.user, { email: 'alice@example.com', info: '', admin: true });
     assert.equal(info.config.corsOrigins, [APP]);
     assert.is(info.config.bcryptCost, 4);
     const secret = readFileSync(join(site.dataDir, 'token-secret'), 'utf8').trim();
@@ -215,7 +215,7 @@ for (const fe of FRONT_ENDS) {
     const list = site.cli(['user', 'list']);
     assert.is(list.status, 0, list.stderr);
     const listed = list.stdout.trim().split('\n');
-    for (const name of names) assert.ok(listed.includes(`${name}\tnumber ${name}`), name);
+    for (const name of names) assert.ok(listed.includes(`${name}\tadmin\t-\tnumber ${name}`), name);
     // Exactly the earlier users and the new ones: nothing was lost to a concurrent rewrite.
     assert.equal(listed.map((l) => l.split('\t')[0]).sort(), [...Object.keys(USERS), ...names].sort());
     assert.is(await whoami(site, basicHeader('user7@example.com:pw-user7@example.com')), 'user7@example.com');
@@ -253,7 +253,7 @@ for (const fe of FRONT_ENDS) {
     assert.is(await whoami(site, basicHeader('second:two words')), 'second');
     assert.is(await whoami(site, basicHeader('htuser:wrong')), 401);
     const r = await site.request('GET', '/info', { auth: 'original:orig-pw' });
-    assert.equal(r.json().auth.user, { email: 'original', info: 'From the original Apie' });
+    assert.equal(r.json().auth.user, { email: 'original', info: 'From the original Apie', admin: true });
   });
 
   t('should let nobody in through a malformed or duplicate line, and report it with its line number', async ({ site }) => {

@@ -1,6 +1,6 @@
 // Unit tests of src/blobstore.ts: names, limits, digests, the layout, clean-up
 // and verification, without HTTP in between.
-import { mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -11,7 +11,7 @@ import { tempDir } from './lib/harness.ts';
 import { sha256, storeFiles } from './lib/storage.ts';
 
 const config = defaults;
-const opts = { name: 'n.txt', contentType: 'text/plain', limit: 1024 };
+const opts = { owner: 'alice' as string | null, name: 'n.txt', contentType: 'text/plain', limit: 1024 };
 
 async function* chunks(...parts: string[]): AsyncGenerator<Uint8Array> {
   for (const p of parts) yield Buffer.from(p);
@@ -77,12 +77,42 @@ t('should pass on a failure of the body and remove its temporary file', async ({
   assert.equal(storeFiles(dir), []);
 });
 
+const ADMIN = { name: 'root', admin: true };
+const as = (name: string) => ({ name, admin: false });
+
 t('should delete blob, metadata and the emptied directory; unknown is not-found', async ({ dir }) => {
   const { hash } = await putBlob(dir, config, chunks('x'), opts);
-  await deleteBlob(dir, config, hash);
+  assert.equal(await deleteBlob(dir, config, hash, ADMIN), { removed: true });
   assert.equal(readdirSync(join(dir, 'storage', 'blobs')), []);
   assert.is(findBlob(dir, hash), null);
-  await rejects(deleteBlob(dir, config, hash), 'not-found', /no such blob/);
+  await rejects(deleteBlob(dir, config, hash, ADMIN), 'not-found', /no such blob/);
+});
+
+t('should keep a claim per uploader: a delete drops the caller\'s, the bytes go with the last', async ({ dir }) => {
+  const { hash } = await putBlob(dir, config, chunks('shared'), { ...opts, owner: 'alice' });
+  await putBlob(dir, config, chunks('shared'), { ...opts, owner: 'bob' });
+  await putBlob(dir, config, chunks('shared'), { ...opts, owner: 'bob' }); // once is enough
+  const meta = () => JSON.parse(readFileSync(join(dir, 'storage', 'blobs', hash.slice(0, 2), `${hash}.json`), 'utf8'));
+  assert.equal(meta().claims, ['alice', 'bob']);
+  await rejects(deleteBlob(dir, config, hash, as('carol')), 'forbidden', /did not upload/);
+  assert.equal(await deleteBlob(dir, config, hash, as('alice')), { removed: false });
+  assert.ok(findBlob(dir, hash), 'still there for bob');
+  await rejects(deleteBlob(dir, config, hash, as('alice')), 'forbidden', /did not upload/);
+  assert.equal(await deleteBlob(dir, config, hash, as('bob')), { removed: true });
+  assert.is(findBlob(dir, hash), null);
+});
+
+t('should let only admins delete a blob from before claims, whoever uploads it again', async ({ dir }) => {
+  const { hash } = await putBlob(dir, config, chunks('old'), opts);
+  // Metadata as 0.1.0 wrote it: no claims.
+  const file = join(dir, 'storage', 'blobs', hash.slice(0, 2), `${hash}.json`);
+  writeFileSync(file, JSON.stringify({ name: 'old.txt', contentType: 'text/plain' }));
+  await rejects(deleteBlob(dir, config, hash, as('alice')), 'forbidden', /did not upload/);
+  await putBlob(dir, config, chunks('old'), { ...opts, owner: 'bob' });
+  assert.equal(JSON.parse(readFileSync(file, 'utf8')).claims, [null, 'bob']);
+  assert.equal(await deleteBlob(dir, config, hash, as('bob')), { removed: false });
+  assert.ok(findBlob(dir, hash));
+  assert.equal(await deleteBlob(dir, config, hash, ADMIN), { removed: true });
 });
 
 t('should remove temporary files of dead processes and old ones, not live ones', async ({ dir }) => {

@@ -1,6 +1,6 @@
 // Unit tests of the event log storage: lookups through the on-disk table as it
 // grows, batch semantics, and every state a crash or a damaged file can leave.
-import { appendFileSync, chmodSync, mkdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -13,10 +13,8 @@ import { H0, sha } from './lib/events.ts';
 const config = defaults;
 let n = 0;
 const uuid = () => `00000000-0000-4000-8000-${String(++n).padStart(12, '0')}`;
-const request = (body: unknown, extra: Partial<AppendRequest> = {}): AppendRequest => ({
-  event: { eventId: uuid(), eventType: 'test', body, createdBy: 'unit', createdAt: '2026-01-01T00:00:00.000Z' },
-  ...extra,
-});
+const newEvent = (body: unknown) => ({ eventId: uuid(), eventType: 'test', body, createdBy: 'unit', createdAt: '2026-01-01T00:00:00.000Z' });
+const request = (body: unknown, extra: Partial<AppendRequest> = {}): AppendRequest => ({ events: [newEvent(body)], ...extra });
 
 // What became of each request of a batch: stored, or the code of its refusal.
 const outcomes = (results: (AppendResult | ApieError)[]) => results.map((r) => (r instanceof ApieError ? r.code : r.outcome));
@@ -30,17 +28,16 @@ function all(dir: string) {
   }
 }
 
-// Each test gets a fresh data directory, removed afterwards.
+// Each test gets a fresh log directory (a stream's, made by the first append), removed afterwards.
 const t = suite<{ dir: string; parent: string }>('eventlog');
 t.before.each((ctx) => {
   ctx.parent = tempDir();
-  ctx.dir = join(ctx.parent, 'data');
-  mkdirSync(ctx.dir);
+  ctx.dir = join(ctx.parent, 'data', 'events');
 });
 t.after.each((ctx) => {
   rmSync(ctx.parent, { recursive: true, force: true });
 });
-const file = (dir: string, name: string) => join(dir, 'events', name);
+const file = (dir: string, name: string) => join(dir, name);
 
 t('should find every event by hash and eventId while the table grows past its first size', async ({ dir }) => {
   const requests = Array.from({ length: 700 }, (_, i) => request({ i }));
@@ -57,7 +54,7 @@ t('should find every event by hash and eventId while the table grows past its fi
   const r = new LogReader(dir);
   for (const [i, e] of events.entries()) {
     assert.is(r.seqOfHash(e.hash), i + 1);
-    assert.is(r.seqOfEventId(requests[i].event.eventId), i + 1);
+    assert.is(r.seqOfEventId(requests[i].events[0].eventId), i + 1);
   }
   assert.is(r.seqOfHash('ab'.repeat(32)), undefined);
   assert.is(r.seqOfEventId(uuid()), undefined);
@@ -70,18 +67,68 @@ t('should decide a batch in order: If-Match sees earlier appends, a repeated eve
   const results = await appendEvents(dir, config, [
     first,
     request(2, { ifMatch: [H0] }), // stale: the first one moved the head
-    { event: { ...first.event } }, // the same event again: a retry
-    { event: { ...first.event, body: 'other' } }, // same id, other content
+    { events: [{ ...first.events[0] }] }, // the same event again: a retry
+    { events: [{ ...first.events[0], body: 'other' }] }, // same id, other content
     request(3, { ifMatch: ['*'] }),
   ]);
   assert.equal(outcomes(results), ['appended', 'precondition-failed', 'existing', 'conflict', 'appended']);
-  assert.is((results[1] as ApieError).data.lastHash, (results[0] as AppendResult).event.hash);
+  assert.is((results[1] as ApieError).data.lastHash, (results[0] as AppendResult).events[0].hash);
   const [a, , again] = results as any[];
-  assert.is(again.event.hash, a.event.hash);
+  assert.is(again.events[0].hash, a.events[0].hash);
   assert.is(count(dir), 2);
-  const later = await appendEvents(dir, config, [{ event: { ...first.event, createdAt: 'later' } }]);
+  const later = await appendEvents(dir, config, [{ events: [{ ...first.events[0], createdAt: 'later' }] }]);
   assert.equal(outcomes(later), ['existing']);
   assert.is(count(dir), 2);
+});
+
+t('should append a batch all or none: If-Match once, a whole retry found again, a partial one refused', async ({ dir }) => {
+  const batch: AppendRequest = { events: [newEvent('a'), newEvent('b'), newEvent('c')], ifMatch: [H0] };
+  const [first] = await appendEvents(dir, config, [batch]);
+  assert.equal(outcomes([first]), ['appended']);
+  const stored = (first as AppendResult).events;
+  assert.equal(stored.map((e) => e.seq), [1, 2, 3]);
+  assert.equal(all(dir).map((e) => e.hash), stored.map((e) => e.hash));
+  const results = await appendEvents(dir, config, [
+    { events: batch.events, ifMatch: [H0] }, // the same batch again, If-Match stale: a retry
+    { events: [batch.events[0], newEvent('d')] }, // only some stored
+    { events: [batch.events[0], { ...batch.events[1], body: 'B' }, batch.events[2]] }, // one with other content
+    { events: [newEvent('e'), newEvent('f')], ifMatch: [stored[1].hash] }, // stale head
+  ]);
+  assert.equal(outcomes(results), ['existing', 'conflict', 'conflict', 'precondition-failed']);
+  assert.equal((results[0] as AppendResult).events.map((e) => e.hash), stored.map((e) => e.hash));
+  const twice = newEvent('twice');
+  assert.equal(outcomes(await appendEvents(dir, config, [{ events: [twice, { ...twice }] }])), ['bad-request']);
+  assert.is(count(dir), 3);
+});
+
+t('should show none of a commit whose offsets entries were cut short, and commit all of it on the next append', async ({ dir }) => {
+  await appendEvents(dir, config, [request(1)]);
+  await appendEvents(dir, config, [{ events: [2, 3, 4, 5, 6].map(newEvent) }]);
+  // A kill inside the one write of the batch's entries: two whole entries and part of a third.
+  truncateSync(file(dir, 'offsets'), 24 * 3 + 10);
+  assert.is(count(dir), 1);
+  assert.is(all(dir).length, 1);
+  assert.is(head(dir).count, 1);
+  // Its records were synced before any entry was written: the next writer commits them all.
+  await appendEvents(dir, config, [request(7)]);
+  assert.equal(all(dir).map((e) => JSON.parse(e.json.toString()).body), [1, 2, 3, 4, 5, 6, 7]);
+  assert.is((await verifyLog(dir, config)).count, 7);
+});
+
+t('should drop whole records past the count when the commit never reached the table', async ({ dir }) => {
+  await appendEvents(dir, config, [request(1)]);
+  // Records of a batch written (even completely) but not yet synced and indexed when the writer died.
+  let prev = head(dir).hash;
+  for (const n of [2, 3]) {
+    const json = JSON.stringify({ eventId: uuid(), eventType: 'test', body: n });
+    const hash = sha(prev, json);
+    appendFileSync(file(dir, 'log'), `${hash} ${Buffer.byteLength(json)}\n${json}\n`);
+    prev = hash;
+  }
+  assert.is(count(dir), 1);
+  await appendEvents(dir, config, [request(4)]);
+  assert.equal(all(dir).map((e) => JSON.parse(e.json.toString()).body), [1, 4]);
+  assert.is((await verifyLog(dir, config)).count, 2);
 });
 
 t('should ignore and then cut off a record cut short by a crash', async ({ dir }) => {
@@ -96,14 +143,15 @@ t('should ignore and then cut off a record cut short by a crash', async ({ dir }
 
 t('should commit a complete record whose offsets entry was never written', async ({ dir }) => {
   const lost = request('lost');
-  await appendEvents(dir, config, [request(1), lost]);
-  // A crash after the log was synced, before the commit point.
+  await appendEvents(dir, config, [request(1)]);
+  await appendEvents(dir, config, [lost]);
+  // A crash after the log and the table were synced, before the commit point.
   truncateSync(file(dir, 'offsets'), 24);
   assert.is(count(dir), 1);
   await appendEvents(dir, config, [request(3)]);
   const events = all(dir);
   assert.is(events.length, 3);
-  assert.is(JSON.parse(events[1].json.toString()).eventId, lost.event.eventId);
+  assert.is(JSON.parse(events[1].json.toString()).eventId, lost.events[0].eventId);
   // Its client saw no answer: the retry finds it.
   assert.equal(outcomes(await appendEvents(dir, config, [lost])), ['existing']);
   assert.is((await verifyLog(dir, config)).count, 3);
@@ -138,7 +186,7 @@ t('should answer lookups without the table, and rebuild a missing or garbled one
     damage();
     const r = new LogReader(dir);
     assert.is(r.seqOfHash(events[2].hash), 3);
-    assert.is(r.seqOfEventId(requests[1].event.eventId), 2);
+    assert.is(r.seqOfEventId(requests[1].events[0].eventId), 2);
     r.close();
     assert.equal(outcomes(await appendEvents(dir, config, [requests[0]])), ['existing']); // found through the rebuilt table
   }
@@ -172,13 +220,13 @@ t('should create files with the configured modes and restore them in verify', as
   const modes = { ...config, fileMode: 0o600, dirMode: 0o700 };
   await appendEvents(dir, modes, [request(1)]);
   const mode = (p: string) => statSync(p).mode & 0o777;
-  assert.is(mode(join(dir, 'events')), 0o700);
+  assert.is(mode(dir), 0o700);
   for (const name of ['log', 'offsets', 'table']) assert.is(mode(file(dir, name)), 0o600, name);
   chmodSync(file(dir, 'log'), 0o666);
-  chmodSync(join(dir, 'events'), 0o777);
+  chmodSync(dir, 0o777);
   await verifyLog(dir, modes);
   assert.is(mode(file(dir, 'log')), 0o600);
-  assert.is(mode(join(dir, 'events')), 0o700);
+  assert.is(mode(dir), 0o700);
 });
 
 t('should keep raw bytes verbatim and continue only the chain they start from', async ({ dir }) => {

@@ -1,24 +1,28 @@
-// The event-stream contract through every front end: appends, the hash chain,
-// ranges and paging, conditional requests, idempotent retries, HEAD, wait,
-// verify, and bad input that must leave the log unchanged.
+// The event-stream contract through every front end, at `${E}` and at a
+// named stream's `/streams/NAME/events`: appends, the hash chain, ranges and
+// paging, conditional requests, idempotent retries, HEAD, wait, verify, and
+// bad input that must leave the log unchanged.
 import * as assert from 'uvu/assert';
 import { ALICE, FRONT_ENDS, siteSuite, untilWaiting, waitFor, type Site } from './lib/harness.ts';
-import { assertChain, cgiProcess, H0, logHead, put, seed, sha } from './lib/events.ts';
+import { assertChain, cgiProcess, H0, logHead as headOf, put as putTo, seed as seedAt, sha } from './lib/events.ts';
 
 const UNKNOWN = 'ab'.repeat(32);
 
-for (const fe of FRONT_ENDS) {
+for (const fe of FRONT_ENDS) for (const E of ['/events', '/streams/todo.list-1/events']) {
   // Each test has its own data directory, and appends the events it needs.
-  const t = siteSuite(fe, `events via ${fe.name}`, { config: { maxEventBytes: 4096 } });
+  const t = siteSuite(fe, `events at ${E} via ${fe.name}`, { config: { maxEventBytes: 4096 } });
+  const put = (site: Site, event: unknown, headers: Record<string, string> = {}) => putTo(site, event, headers, E);
+  const logHead = (site: Site) => headOf(site, E);
+  const seed = (site: Site, n: number) => seedAt(site, n, E);
   const get = (site: Site, path: string, headers: Record<string, string> = {}) => site.request('GET', path, { auth: ALICE, headers });
 
   t('should answer an empty log with [] and HEAD with count 0 and no ETag', async ({ site }) => {
-    const r = await get(site, '/events');
+    const r = await get(site, E);
     assert.is(r.status, 200);
     assert.is(r.headers['content-type'], 'application/json');
     assert.equal(r.json(), []);
     assert.is(r.headers.etag, undefined);
-    const head = await site.request('HEAD', '/events', { auth: ALICE });
+    const head = await site.request('HEAD', E, { auth: ALICE });
     assert.is(head.status, 200);
     assert.is(head.body.length, 0);
     assert.is(head.headers['x-apie-count'], '0');
@@ -50,7 +54,7 @@ for (const fe of FRONT_ENDS) {
       if (eventId) assert.is(r.json().eventId, eventId);
       events.push(r.json());
     }
-    const all = await get(site, '/events');
+    const all = await get(site, E);
     assert.equal(all.json(), events);
     const last = assertChain(all.json());
     assert.is(all.headers.etag, `"${last}"`);
@@ -59,7 +63,7 @@ for (const fe of FRONT_ENDS) {
 
   t('should answer HEAD with the count and the last hash', async ({ site }) => {
     const events = await seed(site, 3);
-    const head = await site.request('HEAD', '/events', { auth: ALICE });
+    const head = await site.request('HEAD', E, { auth: ALICE });
     assert.is(head.headers['x-apie-count'], String(events.length));
     assert.is(head.headers.etag, `"${events.at(-1).hash}"`);
     assert.is(head.body.length, 0);
@@ -83,7 +87,7 @@ for (const fe of FRONT_ENDS) {
       [`from=${c}&to=${c}`, events.slice(2, 3)],
     ];
     for (const [query, want] of cases) {
-      const r = await get(site, `/events?${query}`);
+      const r = await get(site, `${E}?${query}`);
       assert.is(r.status, 200, query);
       assert.equal(r.json(), want, query);
       assert.is(r.headers.etag, want.length ? `"${want.at(-1).hash}"` : undefined, query);
@@ -92,13 +96,13 @@ for (const fe of FRONT_ENDS) {
 
   t('should answer 404 for an unknown hash and 400 for a malformed one or bad parameters', async ({ site }) => {
     for (const q of [`from=${UNKNOWN}`, `after=${UNKNOWN}`, `to=${UNKNOWN}`, `from=${H0}`]) {
-      const r = await get(site, `/events?${q}`);
+      const r = await get(site, `${E}?${q}`);
       assert.is(r.status, 404, q);
       assert.is(r.json().status, 'error');
     }
     for (const q of ['from=abc', `after=${UNKNOWN.toUpperCase()}`, 'limit=0', 'limit=-1', 'limit=x', `from=${H0}&after=${H0}`,
       'wait=5', `after=${H0}&wait=0`, `after=${H0}&wait=61`, 'colour=blue', 'limit=1&limit=2']) {
-      const r = await get(site, `/events?${q}`);
+      const r = await get(site, `${E}?${q}`);
       assert.is(r.status, 400, q);
       assert.is(r.json().status, 'error');
     }
@@ -107,7 +111,7 @@ for (const fe of FRONT_ENDS) {
   t('should page with limit and a Link to the next page until the end', async ({ site }) => {
     const events = await seed(site, 5);
     const seen: any[] = [];
-    let path: string | undefined = '/events?limit=2';
+    let path: string | undefined = `${E}?limit=2`;
     for (let page = 0; path && page < 10; page++) {
       const r = await get(site, path);
       assert.is(r.status, 200);
@@ -121,16 +125,17 @@ for (const fe of FRONT_ENDS) {
       const url = new URL(m![1]);
       assert.is(url.searchParams.get('after'), r.json().at(-1).hash);
       assert.is(url.searchParams.get('limit'), '2');
+      assert.ok(url.pathname.endsWith(E), url.pathname); // the next page of the same stream
       if (site.kind !== 'cgi') assert.is(m![1].slice(0, site.base.length), site.base); // absolute, on this site
-      path = `/events${url.search}`;
+      path = `${E}${url.search}`;
     }
     assert.equal(seen, events);
     // Exactly as many as remain: no Link.
-    const exact = await get(site, `/events?limit=${events.length}`);
+    const exact = await get(site, `${E}?limit=${events.length}`);
     assert.is(exact.json().length, events.length);
     assert.is(exact.headers.link, undefined);
     // A Link keeps the to bound.
-    const bounded = await get(site, `/events?limit=1&to=${events[2].hash}`);
+    const bounded = await get(site, `${E}?limit=1&to=${events[2].hash}`);
     assert.match(bounded.headers.link, `to=${events[2].hash}`);
   });
 
@@ -138,29 +143,29 @@ for (const fe of FRONT_ENDS) {
     const events = await seed(site, 2);
     const last = events.at(-1).hash;
     for (const inm of [`"${last}"`, last, `W/"${last}"`, `"${UNKNOWN}", "${last}"`, '*']) {
-      const r = await get(site, '/events', { 'If-None-Match': inm });
+      const r = await get(site, E, { 'If-None-Match': inm });
       assert.is(r.status, 304, inm);
       assert.is(r.body.length, 0);
     }
-    const other = await get(site, '/events', { 'If-None-Match': `"${events[0].hash}"` });
+    const other = await get(site, E, { 'If-None-Match': `"${events[0].hash}"` });
     assert.is(other.status, 200);
-    const page = await get(site, `/events?to=${events[0].hash}`, { 'If-None-Match': `"${events[0].hash}"` });
+    const page = await get(site, `${E}?to=${events[0].hash}`, { 'If-None-Match': `"${events[0].hash}"` });
     assert.is(page.status, 304);
   });
 
   t('should answer GET /events/H with one event and its ETag', async ({ site }) => {
     const events = await seed(site, 2);
     for (const e of [events[0], events.at(-1)]) {
-      const r = await get(site, `/events/${e.hash}`);
+      const r = await get(site, `${E}/${e.hash}`);
       assert.is(r.status, 200);
       assert.equal(r.json(), e);
       assert.is(r.headers.etag, `"${e.hash}"`);
-      const again = await get(site, `/events/${e.hash}`, { 'If-None-Match': `"${e.hash}"` });
+      const again = await get(site, `${E}/${e.hash}`, { 'If-None-Match': `"${e.hash}"` });
       assert.is(again.status, 304);
     }
-    assert.is((await get(site, `/events/${UNKNOWN}`)).status, 404);
-    assert.is((await get(site, `/events/${H0}`)).status, 404);
-    assert.is((await get(site, '/events/not-a-hash')).status, 400);
+    assert.is((await get(site, `${E}/${UNKNOWN}`)).status, 404);
+    assert.is((await get(site, `${E}/${H0}`)).status, 404);
+    assert.is((await get(site, `${E}/not-a-hash`)).status, 400);
   });
 
   t('should honour If-Match right (quoted, unquoted, W/, *) and refuse a wrong one with 412', async ({ site }) => {
@@ -241,10 +246,10 @@ for (const fe of FRONT_ENDS) {
   t('should hold a wait request until another process appends, and answer [] when none does', async ({ site }) => {
     const [{ hash }] = await seed(site, 1);
     let answered = false;
-    const waiting = get(site, `/events?after=${hash}&wait=60`).finally(() => (answered = true));
+    const waiting = get(site, `${E}?after=${hash}&wait=60`).finally(() => (answered = true));
     await untilWaiting(site.dataDir);
     assert.not.ok(answered, 'held until an append');
-    const appended = await cgiProcess(site, 'PUT', '/events', JSON.stringify({ eventType: 'woke', body: 1 }));
+    const appended = await cgiProcess(site, 'PUT', E, JSON.stringify({ eventType: 'woke', body: 1 }));
     assert.is(appended.reply!.status, 200);
     // Woken by the append: well before its 60 s run out.
     await waitFor('the waiting request to be answered', () => answered, 30_000);
@@ -252,7 +257,7 @@ for (const fe of FRONT_ENDS) {
     assert.is(r.status, 200);
     assert.equal(r.json(), [appended.reply!.json()]);
     const last = appended.reply!.json().hash;
-    const idle = await get(site, `/events?after=${last}&wait=1`);
+    const idle = await get(site, `${E}?after=${last}&wait=1`);
     assert.is(idle.status, 200);
     assert.equal(idle.json(), []);
   });
@@ -260,16 +265,16 @@ for (const fe of FRONT_ENDS) {
   t('should verify the chain and report count and last hash', async ({ site }) => {
     await seed(site, 3);
     const head = await logHead(site);
-    const r = await site.request('POST', '/events/verify', { auth: ALICE });
+    const r = await site.request('POST', `${E}/verify`, { auth: ALICE });
     assert.is(r.status, 200, r.text);
     assert.equal(r.json(), { status: 'ok', count: head.count, hash: head.hash });
-    const all = await get(site, '/events');
+    const all = await get(site, E);
     assert.is(assertChain(all.json()), head.hash);
   });
 
   t('should ask for credentials before anything else', async ({ site }) => {
-    assert.is((await site.request('GET', '/events')).status, 401);
-    assert.is((await site.request('PUT', '/events', { body: '{"eventType":"x","body":1}' })).status, 401);
+    assert.is((await site.request('GET', E)).status, 401);
+    assert.is((await site.request('PUT', E, { body: '{"eventType":"x","body":1}' })).status, 401);
   });
 
   t.run();

@@ -55,7 +55,12 @@ t('should encode non-ASCII and quoted download names per RFC 6266', () => {
 });
 
 t('should route by path and method, with 404 and 405', () => {
-  assert.equal(route('GET', `/events/${H}`).params, [H]);
+  // The first parameter of an events path is its stream: none for /events (the stream default).
+  assert.equal(route('GET', `/events/${H}`).params, [undefined, H]);
+  assert.equal(route('GET', `/streams/news/events/${H}`).params, ['news', H]);
+  assert.equal(route('POST', '/streams/news/events/verify').params, ['news']);
+  assert.equal(route('GET', '/streams').params, []);
+  assert.is(allowed('/streams/news/events'), 'GET, PUT, POST, HEAD, OPTIONS');
   assert.equal(route('PUT', '/storage/report.pdf').params, ['report.pdf']);
   assert.equal(route('PUT', '/storage/').params, ['']);
   assert.ok(route('POST', '/storage/verify'));

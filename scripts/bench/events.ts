@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { defaults } from '../../src/config.ts';
 import { appendEvents, LogReader } from '../../src/eventlog.ts';
+import { eventsDir } from '../../src/streams.ts';
 import { EXE, NODE, bearerAuth, cgiEnv, dataDir, medians, type Row } from './lib.ts';
 
 // Builds a log of n events through the storage module, in big batches.
@@ -13,15 +14,15 @@ export async function logOf(n: number): Promise<string> {
   const dir = dataDir({}, undefined, 4);
   for (let i = 0; i < n; i += 5000) {
     const batch = Array.from({ length: Math.min(5000, n - i) }, (_, j) => ({
-      event: { eventId: randomUUID(), eventType: 'todo-added', body: { title: `item ${i + j}`, done: false, tags: ['bench'] }, createdBy: 'bench@example.com', createdAt: new Date().toISOString() },
+      events: [{ eventId: randomUUID(), eventType: 'todo-added', body: { title: `item ${i + j}`, done: false, tags: ['bench'] }, createdBy: 'bench@example.com', createdAt: new Date().toISOString() }],
     }));
-    await appendEvents(dir, defaults, batch);
+    await appendEvents(eventsDir(dir), defaults, batch);
   }
   return dir;
 }
 
 export function hashAt(dir: string, seq: number): string {
-  const reader = new LogReader(dir);
+  const reader = new LogReader(eventsDir(dir));
   try {
     return reader.read(seq).hash;
   } finally {

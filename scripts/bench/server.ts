@@ -15,7 +15,7 @@ const SECONDS = 5;
 const EVENTS = 100_000;
 const PUT_SCRIPT = join(import.meta.dirname, 'wrk', 'put-event.lua');
 
-interface Load {
+export interface Load {
   rps: number;
   /** 99th percentile latency, ms. */
   p99: number;
@@ -41,23 +41,32 @@ async function wrk(url: string, auth: string, connections: number, seconds: numb
   return { rps: Number(rps[1]), p99: Number(p99[1]) * UNIT_MS[p99[2]], failures };
 }
 
+/** Appends under load: wrk's script, and a body like the ones it sends, to check first. */
+export interface Appends {
+  script: string;
+  body: string;
+}
+
+/** One event per request. */
+export const PUT_EVENT: Appends = { script: PUT_SCRIPT, body: JSON.stringify({ eventType: 'todo-added', body: { title: 'check' } }) };
+
 // A request that must succeed before it is measured: a load of 401s or 404s is fast and worthless.
-async function check(url: string, auth: string, method = 'GET'): Promise<void> {
-  const body = method === 'PUT' ? JSON.stringify({ eventType: 'todo-added', body: { title: 'check' } }) : undefined;
-  const res = await fetch(url, { method, headers: { Authorization: auth, 'Content-Type': 'application/json' }, body });
+async function check(url: string, auth: string, appends?: Appends): Promise<void> {
+  const method = appends ? 'PUT' : 'GET';
+  const res = await fetch(url, { method, headers: { Authorization: auth, 'Content-Type': 'application/json' }, body: appends?.body });
   if (res.status !== 200) throw new Error(`${method} ${url}: ${res.status} ${await res.text()}`);
   await res.arrayBuffer();
 }
 
-// A checked request, a second of warm-up, then the measured run.
-async function load(url: string, auth: string, connections: number, put = false): Promise<Load> {
-  await check(url, auth, put ? 'PUT' : 'GET');
-  const script = put ? PUT_SCRIPT : undefined;
-  await wrk(url, auth, connections, 1, script);
-  return wrk(url, auth, connections, SECONDS, script);
+/** A checked request, a second of warm-up, then the measured run: reads, or appends as `appends` says. */
+export async function load(url: string, auth: string, connections: number, appends?: Appends): Promise<Load> {
+  await check(url, auth, appends);
+  await wrk(url, auth, connections, 1, appends?.script);
+  return wrk(url, auth, connections, SECONDS, appends?.script);
 }
 
-async function token(base: string): Promise<string> {
+/** A bearer token from the server, so no bcrypt is measured. */
+export async function token(base: string): Promise<string> {
   const res = await fetch(`${base}/auth/token`, { method: 'POST', headers: { Authorization: basicAuth() } });
   if (res.status !== 200) throw new Error(`POST /auth/token: ${res.status} ${await res.text()}`);
   return `Bearer ${((await res.json()) as { token: string }).token}`;
@@ -74,7 +83,8 @@ async function apacheCopy(log: string): Promise<Site> {
   return site;
 }
 
-const label = (l: Load) => (l.failures ? ` — ${l.failures}` : '');
+/** What a measurement's label says of its failures (none: nothing). */
+export const label = (l: Load) => (l.failures ? ` — ${l.failures}` : '');
 
 interface Wake {
   /** Median ms from sending an append to the event reaching a waiting client. */
@@ -162,13 +172,13 @@ export async function run(): Promise<Row[]> {
     const sAfter = await load(server.base + after, auth, 16);
     const aAfter = await load(site.base + after, auth, 4);
     const put = new Map<number, Load>();
-    for (const c of [1, 16, 64]) put.set(c, await load(`${server.base}/events`, auth, c, true));
+    for (const c of [1, 16, 64]) put.set(c, await load(`${server.base}/events`, auth, c, PUT_EVENT));
     await stop(server.child);
     server = undefined;
     // One process: no cluster, every append in one group-commit queue.
     server = await startServe(log, ['--quiet', '--workers', '1']);
     const oneOne = await load(server.base + one, auth, 16);
-    const onePut = await load(`${server.base}/events`, auth, 64, true);
+    const onePut = await load(`${server.base}/events`, auth, 64, PUT_EVENT);
     const wake = await wakeLatency(server.base, auth, log);
     const [p1, p16, p64] = [put.get(1)!, put.get(16)!, put.get(64)!];
     const s = `server (${workers} workers)`;

@@ -1,4 +1,5 @@
 // apie user add|passwd|remove|list: the passwd file from the command line.
+import { accessOf, isAdmin } from '../access.ts';
 import { parse } from '../args.ts';
 import { ApieError } from '../errors.ts';
 import { defaults, loadConfig } from '../config.ts';
@@ -50,11 +51,16 @@ export async function user(args: string[]): Promise<number> {
   return 0;
 }
 
-// One user a line: the name, and a tab and the info when there is one.
+// One user a line, four fields apart by tabs (info has no control characters):
+// the name, `admin` or `user`, the groups (comma-separated, `-` for none), the info.
 function list(dataDir: string): number {
+  const access = accessOf(loadConfig(dataDir));
   const { users, problems } = readPasswd(dataDir);
   for (const problem of problems) console.error(`apie: ${problem}`);
-  for (const u of users.values()) console.log(u.info ? `${u.name}\t${u.info}` : u.name);
+  for (const u of users.values()) {
+    const groups = [...access.groups].filter(([, members]) => members.has(u.name)).map(([group]) => group);
+    console.log([u.name, isAdmin(access, u.name) ? 'admin' : 'user', groups.join(',') || '-', u.info].join('\t'));
+  }
   return 0;
 }
 

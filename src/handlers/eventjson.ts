@@ -3,8 +3,18 @@
 import { ApieError } from '../errors.ts';
 import type { LogReader, StoredEvent } from '../eventlog.ts';
 
-/** J with its hash spliced in before the closing brace: no parse, no re-encode. */
+// The original Apie hashed its events with a last member `"hash":null`.
+const NULL_HASH = /"hash"\s*:\s*null\s*\}\s*$/;
+
+/**
+ * J with its hash spliced in before the closing brace (or in place of the
+ * original Apie's `"hash":null`, so an imported event reads as it did there):
+ * no parse, no re-encode.
+ */
 export function withHash(e: StoredEvent): Buffer[] {
+  const tail = e.json.toString('latin1', Math.max(0, e.json.length - 32));
+  const nullHash = NULL_HASH.exec(tail);
+  if (nullHash) return [e.json.subarray(0, e.json.length - tail.length + nullHash.index), Buffer.from(`"hash":"${e.hash}"}`)];
   const close = e.json.lastIndexOf(0x7d);
   let before = close - 1;
   while (before >= 0 && /\s/.test(String.fromCharCode(e.json[before]))) before--;

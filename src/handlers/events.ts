@@ -1,16 +1,21 @@
-// The event stream over HTTP: checks input, maps the query and conditional
-// headers onto the event log, and sends stored events with their hash.
+// The event streams over HTTP: checks input and permissions, maps the query
+// and conditional headers onto a stream's log, and sends stored events with
+// their hash. `/events…` is the stream `default`, `/streams/NAME/events…` any.
+import { authorize, mayRead } from '../access.ts';
 import { ApieError } from '../errors.ts';
 import { eventInputProblem } from '../eventinput.ts';
-import { EMPTY_HASH, LogReader, verifyLog, type StoredEvent } from '../eventlog.ts';
+import { EMPTY_HASH, head, LogReader, verifyLog, type NewEvent, type StoredEvent } from '../eventlog.ts';
 import { directStore, type EventStore } from '../eventstore.ts';
 import { hashHeaders, json, noneMatch, notModified, parseEtags, parseHash, readJson } from '../http.ts';
+import { DEFAULT_STREAM, parseStreamName, streamDir, streamNames } from '../streams.ts';
 import type { ApieRequest, ApieResponse, Context } from '../types.ts';
 import { eventBody, seqOf, withHash } from './eventjson.ts';
 
 const PARAMS = ['from', 'after', 'to', 'limit', 'wait'] as const;
 // Events per read of the log when streaming a long answer.
 const BATCH = 2000;
+/** The most events one append request may carry. */
+export const MAX_BATCH = 1000;
 
 type Query = Partial<Record<(typeof PARAMS)[number], string>>;
 
@@ -20,8 +25,8 @@ function arrayBody(events: StoredEvent[]): Buffer[] {
 const COMMA = Buffer.from(',');
 
 // A long answer streams in batches, from its own view of the (immutable) events.
-async function* streamEvents(dataDir: string, first: number, last: number): AsyncGenerator<Buffer> {
-  const reader = new LogReader(dataDir);
+async function* streamEvents(dir: string, first: number, last: number): AsyncGenerator<Buffer> {
+  const reader = new LogReader(dir);
   try {
     yield Buffer.from('[');
     for (let from = first; from <= last; from += BATCH) {
@@ -61,27 +66,36 @@ function range(reader: LogReader, q: Query): { first: number; last: number } {
   return { first, last };
 }
 
-// The server hands in its live store; a CGI process goes to the files.
-function storeOf(ctx: Context): EventStore {
-  return ctx.events ?? directStore(ctx.dataDir, ctx.config);
+// The stream a path names (`/events…` is the stream default), once the
+// caller may do `action` on it: 400 for a bad name, 403 without permission.
+function streamFor(ctx: Context, param: string | undefined, action: 'read' | 'write' | 'admin'): string {
+  const name = param === undefined ? DEFAULT_STREAM : parseStreamName(param);
+  authorize(ctx, name, action);
+  return name;
+}
+
+// The server hands in its live stores; a CGI process goes to the files.
+function storeOf(ctx: Context, stream: string): EventStore {
+  return ctx.streams?.stream(stream) ?? directStore(streamDir(ctx.dataDir, stream), ctx.config);
 }
 
 /** GET /events[?from|after|to|limit|wait]; an event stream when asked for one. */
-export async function getEvents(req: ApieRequest, ctx: Context): Promise<ApieResponse> {
-  if (ctx.events && /\btext\/event-stream\b/.test(req.headers.accept ?? '')) {
-    return (await import('./eventstream.ts')).eventStream(req, ctx, ctx.events);
+export async function getEvents(req: ApieRequest, ctx: Context, [param]: (string | undefined)[]): Promise<ApieResponse> {
+  const stream = streamFor(ctx, param, 'read');
+  if (ctx.streams && /\btext\/event-stream\b/.test(req.headers.accept ?? '')) {
+    return (await import('./eventstream.ts')).eventStream(req, ctx, ctx.streams.stream(stream));
   }
-  return answerEvents(req, ctx, true);
+  return answerEvents(req, ctx, stream, true);
 }
 
 /** HEAD /events: what GET /events would answer, without loading the events. */
-export function headEvents(req: ApieRequest, ctx: Context): Promise<ApieResponse> {
-  return answerEvents(req, ctx, false);
+export function headEvents(req: ApieRequest, ctx: Context, [param]: (string | undefined)[]): Promise<ApieResponse> {
+  return answerEvents(req, ctx, streamFor(ctx, param, 'read'), false);
 }
 
-async function answerEvents(req: ApieRequest, ctx: Context, withBody: boolean): Promise<ApieResponse> {
+async function answerEvents(req: ApieRequest, ctx: Context, stream: string, withBody: boolean): Promise<ApieResponse> {
   const q = parseQuery(req.query);
-  const store = storeOf(ctx);
+  const store = storeOf(ctx, stream);
   let reader = store.view();
   try {
     let { first, last } = range(reader, q);
@@ -99,12 +113,13 @@ async function answerEvents(req: ApieRequest, ctx: Context, withBody: boolean): 
     Object.assign(headers, hashHeaders(lastHash));
     if (end < last) {
       const to = q.to === undefined ? '' : `&to=${q.to}`;
-      headers.Link = `<${req.baseUrl}/events?after=${lastHash}&limit=${q.limit}${to}>; rel="next"`;
+      // The path as asked (`/events` or `/streams/NAME/events`): stream names need no escaping.
+      headers.Link = `<${req.baseUrl}${req.path}?after=${lastHash}&limit=${q.limit}${to}>; rel="next"`;
     }
     if (noneMatch(req, lastHash)) return notModified(lastHash, headers);
     headers['Content-Type'] = 'application/json';
     const body = !withBody ? null
-      : end - first >= BATCH ? streamEvents(ctx.dataDir, first, end)
+      : end - first >= BATCH ? streamEvents(store.dir, first, end)
       : Buffer.concat([Buffer.from('['), ...arrayBody(reader.readRange(first, end)), Buffer.from(']')]);
     return { status: 200, headers, body };
   } finally {
@@ -113,9 +128,10 @@ async function answerEvents(req: ApieRequest, ctx: Context, withBody: boolean): 
 }
 
 /** GET /events/H: one event. */
-export function getEvent(req: ApieRequest, ctx: Context, [hash]: string[]): ApieResponse {
-  parseHash(hash);
-  const reader = storeOf(ctx).view();
+export function getEvent(req: ApieRequest, ctx: Context, [param, path]: (string | undefined)[]): ApieResponse {
+  const stream = streamFor(ctx, param, 'read');
+  const hash = parseHash(path!);
+  const reader = storeOf(ctx, stream).view();
   try {
     const event = reader.read(seqOf(reader, hash));
     if (noneMatch(req, hash)) return notModified(hash);
@@ -139,30 +155,64 @@ export function parseEventInput(value: unknown): EventInput {
   return { eventType, body, eventId: eventId?.toLowerCase() };
 }
 
-/** PUT/POST /events: append one event (or return the stored one for a retried eventId). */
-export async function appendEvent(req: ApieRequest, ctx: Context): Promise<ApieResponse> {
-  const input = parseEventInput(await readJson(req, ctx.config.maxEventBytes));
+/** Checks a batch: a JSON array of 1 to MAX_BATCH events; 400 names the first bad one by its position. */
+export function parseBatch(value: unknown[]): EventInput[] {
+  if (value.length === 0) throw new ApieError('bad-request', 'a batch must hold at least one event');
+  if (value.length > MAX_BATCH) throw new ApieError('bad-request', `a batch holds at most ${MAX_BATCH} events, not ${value.length}`);
+  return value.map((v, i) => {
+    try {
+      return parseEventInput(v);
+    } catch (err) {
+      throw err instanceof ApieError ? new ApieError(err.code, `event ${i + 1} of the batch: ${err.message}`) : err;
+    }
+  });
+}
+
+/**
+ * PUT/POST /events: append one event, or a batch (a JSON array) all or none;
+ * a retry of either returns what is stored.
+ */
+export async function appendEvent(req: ApieRequest, ctx: Context, [param]: (string | undefined)[]): Promise<ApieResponse> {
+  const stream = streamFor(ctx, param, 'write');
+  const value = await readJson(req, ctx.config.maxEventBytes);
+  const batch = Array.isArray(value);
+  const inputs = batch ? parseBatch(value) : [parseEventInput(value)];
   const header = req.headers['if-match'];
   const ifMatch = header === undefined ? undefined : parseEtags(header);
   if (ifMatch?.length === 0) throw new ApieError('bad-request', 'If-Match is empty');
-  const event = {
+  const createdAt = new Date().toISOString();
+  const events: NewEvent[] = inputs.map((input) => ({
     eventId: input.eventId ?? process.getBuiltinModule('node:crypto').randomUUID(),
     eventType: input.eventType,
     body: input.body,
     createdBy: ctx.user!.name,
-    createdAt: new Date().toISOString(),
-  };
-  const result = await storeOf(ctx).append({ event, ifMatch }).catch((err: unknown) => {
+    createdAt,
+  }));
+  const result = await storeOf(ctx, stream).append({ events, ifMatch }).catch((err: unknown) => {
     // The current last hash comes with a 412, so a client can rebase and retry without a HEAD.
     if (err instanceof ApieError && err.data.lastHash) Object.assign(err.headers, hashHeaders(err.data.lastHash));
     throw err;
   });
-  const hash = result.event.hash;
-  return { status: 200, headers: { 'Content-Type': 'application/json', ...hashHeaders(hash) }, body: eventBody(result.event) };
+  const stored = result.events;
+  const headers = { 'Content-Type': 'application/json', ...hashHeaders(stored[stored.length - 1].hash) };
+  const body = batch ? Buffer.concat([Buffer.from('['), ...arrayBody(stored), Buffer.from(']')]) : eventBody(stored[0]);
+  return { status: 200, headers, body };
 }
 
-/** POST /events/verify: recompute the chain from disk and restore file modes. */
-export async function verifyEvents(_req: ApieRequest, ctx: Context): Promise<ApieResponse> {
-  const { count, hash } = await verifyLog(ctx.dataDir, ctx.config);
+/** POST /events/verify (admins): recompute the chain from disk and restore file modes. */
+export async function verifyEvents(_req: ApieRequest, ctx: Context, [param]: (string | undefined)[]): Promise<ApieResponse> {
+  const stream = streamFor(ctx, param, 'admin');
+  const { count, hash } = await verifyLog(streamDir(ctx.dataDir, stream), ctx.config);
   return json({ status: 'ok', count, hash });
+}
+
+/** GET /streams: the streams the caller may read that hold events, with their counts and last hashes, by name. */
+export function getStreams(_req: ApieRequest, ctx: Context): ApieResponse {
+  const list = [];
+  for (const name of streamNames(ctx.dataDir)) {
+    if (!mayRead(ctx, name)) continue;
+    const { count, hash } = head(streamDir(ctx.dataDir, name));
+    if (count > 0) list.push({ name, count, hash });
+  }
+  return json(list);
 }

@@ -1,4 +1,5 @@
 // GET / and GET /info.
+import { describeAccess } from '../access.ts';
 import { configJson } from '../config.ts';
 import { json } from '../http.ts';
 import type { ApieResponse, Context } from '../types.ts';
@@ -8,12 +9,13 @@ export function getRoot(): ApieResponse {
   return { status: 200, headers: { 'Content-Type': 'text/plain; charset=utf-8' }, body: `Apie ${VERSION}\n` };
 }
 
-/** The caller and the configuration; never the environment, headers or secrets. */
+/** The caller, what they may do, and the configuration; never the environment, headers or secrets. */
 export function getInfo(_req: unknown, ctx: Context): ApieResponse {
   const { user, config } = ctx;
+  const { admin, access } = describeAccess(ctx);
   return json({
     version: VERSION,
-    auth: { user: user ? { email: user.name, info: user.info } : null },
+    auth: { user: { email: user!.name, info: user!.info, admin }, access },
     config: configJson(config),
   });
 }

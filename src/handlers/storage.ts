@@ -1,4 +1,5 @@
 // The content store over HTTP: upload, download (ranges, conditional), delete, verify.
+import { callerIsAdmin, requireAdmin } from '../access.ts';
 import * as store from '../blobstore.ts';
 import { ApieError } from '../errors.ts';
 import { contentDisposition, hashHeaders, json, noneMatch, notModified, parseEtags, parseHash, parseRange } from '../http.ts';
@@ -14,7 +15,7 @@ export async function putBlob(req: ApieRequest, ctx: Context, params: string[]):
   if (Number(req.headers['content-length']) > limit) throw new ApieError('too-large', `upload is over the limit of ${limit} bytes`);
   const contentType = req.headers['content-type']?.trim() || store.DEFAULT_TYPE;
   if (!store.validContentType(contentType)) throw new ApieError('bad-request', 'Content-Type must be a media type such as image/png');
-  const blob = await store.putBlob(ctx.dataDir, ctx.config, req.body, { name, contentType, limit, expected: expectedHash(req) });
+  const blob = await store.putBlob(ctx.dataDir, ctx.config, req.body, { owner: ctx.user!.name, name, contentType, limit, expected: expectedHash(req) });
   const { storageBaseUrl, storageStatic } = ctx.config;
   // A statically served store is addressed by the blob's path under it; the API by the hash.
   const url = storageBaseUrl && storageStatic
@@ -79,15 +80,16 @@ function matches(ifRange: string, hash: string): boolean {
   }
 }
 
-/** DELETE /storage/H. */
+/** DELETE /storage/H: an admin deletes the blob; anyone else their claim on it (the bytes go with the last). */
 export async function deleteBlob(_req: ApieRequest, ctx: Context, params: string[]): Promise<ApieResponse> {
   const hash = parseHash(params[0]);
-  await store.deleteBlob(ctx.dataDir, ctx.config, hash);
+  await store.deleteBlob(ctx.dataDir, ctx.config, hash, { name: ctx.user!.name, admin: callerIsAdmin(ctx) });
   return json({ status: 'ok' });
 }
 
-/** POST /storage/verify: re-hashes every blob. */
+/** POST /storage/verify (admins): re-hashes every blob. */
 export async function verifyStorage(_req: ApieRequest, ctx: Context): Promise<ApieResponse> {
+  requireAdmin(ctx);
   const { count, problems } = await store.verifyBlobs(ctx.dataDir, ctx.config);
   if (problems.length) throw new ApieError('damaged', `the content store is damaged (${count} blobs checked): ${problems.join('; ')}`);
   return json({ status: 'ok', count });

@@ -204,7 +204,7 @@ const server = FRONT_ENDS.find((f) => f.name === 'server')!;
       cyclic.self = cyclic;
       const hostile = [10n, cyclic];
       const requests: AppendRequest[] = Array.from({ length: 12 }, (_, i) => ({
-        event: { eventId: randomUUID(), eventType: 'batch', body: i % 6 === 3 ? hostile[i % 2] : { i }, createdBy: 'unit', createdAt: '2026-01-01T00:00:00.000Z' },
+        events: [{ eventId: randomUUID(), eventType: 'batch', body: i % 6 === 3 ? hostile[i % 2] : { i }, createdBy: 'unit', createdAt: '2026-01-01T00:00:00.000Z' }],
       }));
       const results = await appendEvents(dir, defaults, requests);
       injected += 2;
@@ -212,7 +212,7 @@ const server = FRONT_ENDS.find((f) => f.name === 'server')!;
       const verified = await verifyLog(dir, defaults);
       assert.is(verified.count, 10);
       const last = results.at(-1)!;
-      assert.is(!(last instanceof ApieError) && last.outcome === 'appended' && last.event.hash, verified.hash);
+      assert.is(!(last instanceof ApieError) && last.outcome === 'appended' && last.events[0].hash, verified.hash);
     } finally {
       rmSync(parent, { recursive: true, force: true });
     }

@@ -25,9 +25,9 @@ export function assertChain(events: any[], prev = H0): string {
 
 export const JSON_HEADERS = { 'Content-Type': 'application/json' };
 
-/** Appends one event through the site; returns the reply. */
-export function put(site: Site, event: unknown, headers: Record<string, string> = {}): Promise<Reply> {
-  return site.request('PUT', '/events', { auth: ALICE, headers: { ...JSON_HEADERS, ...headers }, body: typeof event === 'string' ? event : JSON.stringify(event) });
+/** Appends one event (or a batch, as an array) through the site, to `/events` or another stream's path; returns the reply. */
+export function put(site: Site, event: unknown, headers: Record<string, string> = {}, path = '/events', auth = ALICE): Promise<Reply> {
+  return site.request('PUT', path, { auth, headers: { ...JSON_HEADERS, ...headers }, body: typeof event === 'string' ? event : JSON.stringify(event) });
 }
 
 /** GET /events: the whole log, asserting a 200. */
@@ -41,11 +41,11 @@ export async function allEvents(site: Site): Promise<any[]> {
 const BODIES = [{ title: 'milk' }, [1, 'two', null], 'text ü ✓', null, { nested: { deep: [true, 1.5e300] } }];
 
 /**
- * Gives an empty log n events, shaped as the API stores them, in one run of
- * `apie import-apie` (one process, not n requests); returns them as GET
- * /events does.
+ * Gives an empty log (of /events, or of the stream of another events path) n
+ * events, shaped as the API stores them, in one run of `apie import-apie`
+ * (one process, not n requests); returns them as GET does.
  */
-export async function seed(site: Site, n: number): Promise<any[]> {
+export async function seed(site: Site, n: number, path = '/events'): Promise<any[]> {
   const parent = tempDir('apie-seed-');
   try {
     const jsons = Array.from({ length: n }, (_, i) => JSON.stringify({
@@ -56,20 +56,21 @@ export async function seed(site: Site, n: number): Promise<any[]> {
       createdAt: '2026-01-01T00:00:00.000Z',
     }));
     writeOriginalApie(join(parent, 'original'), jsons);
-    const imported = site.cli(['import-apie', join(parent, 'original')]);
+    const stream = /^\/streams\/([^/]+)\/events$/.exec(path)?.[1] ?? 'default';
+    const imported = site.cli(['import-apie', join(parent, 'original'), '--stream', stream]);
     assert.is(imported.status, 0, imported.stderr);
   } finally {
     rmSync(parent, { recursive: true, force: true });
   }
-  const r = await site.request('GET', '/events', { auth: ALICE });
+  const r = await site.request('GET', path, { auth: ALICE });
   assert.is(r.status, 200, r.text);
   assert.is(r.json().length, n);
   return r.json();
 }
 
-/** HEAD /events: the count and last hash (H0 when empty). */
-export async function logHead(site: Site): Promise<{ count: number; hash: string }> {
-  const r = await site.request('HEAD', '/events', { auth: ALICE });
+/** HEAD /events (or another stream's path): the count and last hash (H0 when empty). */
+export async function logHead(site: Site, path = '/events'): Promise<{ count: number; hash: string }> {
+  const r = await site.request('HEAD', path, { auth: ALICE });
   assert.is(r.status, 200);
   return { count: Number(r.headers['x-apie-count']), hash: r.headers['x-apie-hash'] ?? H0 };
 }
