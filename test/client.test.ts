@@ -334,7 +334,10 @@ for (const fe of FRONT_ENDS) {
     await apie.append('default', Array.from({ length: 20 }, (_, i) => ({ eventType: 'n', body: { title: String(i) } })));
     net.offline = false;
     await apie.sync();
-    assert.is(net.requests.filter((r) => r.method === 'POST').length, 1);
+    // One event alone first (the client learns the server answers), then the
+    // rest as one batch; a push kicked in the background may add one: never 20.
+    const posts = net.requests.filter((r) => r.method === 'POST').length;
+    assert.ok(posts >= 2 && posts <= 3, `${posts} POSTs`);
     assert.equal(titles(await log(s)), Array.from({ length: 20 }, (_, i) => String(i)));
     apie.close();
   });

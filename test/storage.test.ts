@@ -293,7 +293,7 @@ for (const fe of FRONT_ENDS) {
       const again = await put(site, 'report.pdf', 'the report', { 'Content-Type': 'application/pdf' });
       assert.is(again.status, 200, again.text);
       assert.is(again.json().contentType, 'application/pdf');
-      assert.equal(JSON.parse(readFileSync(meta, 'utf8')), { name: 'report.pdf', contentType: 'application/pdf' });
+      assert.equal(JSON.parse(readFileSync(meta, 'utf8')), { name: 'report.pdf', contentType: 'application/pdf', claims: ['alice@example.com'] });
       assert.is((await get(site, hash)).headers['content-disposition'], 'attachment; filename="report.pdf"');
       assert.is((await site.request('POST', '/storage/verify', { auth: ALICE })).status, 200);
     }

@@ -17,8 +17,10 @@ for (const fe of FRONT_ENDS) {
   const get = (site: Site, path: string, headers: Record<string, string> = {}) => site.request('GET', path, { auth: ALICE, headers });
 
   t('should refuse a malformed stream name with 400 on every path, and write nothing', async ({ site }) => {
-    // Apache merges the slashes of `/streams//events`: no stream name is left to refuse.
-    for (const raw of BAD_NAMES.filter((n) => n !== '' || site.kind !== 'apache')) {
+    // Runs of slashes count as one on every front end (as Apache merges them), so
+    // `/streams//events` has no stream name left to refuse: it is no path at all.
+    assert.is((await get(site, '/streams//events')).status, 404);
+    for (const raw of BAD_NAMES.filter((n) => n !== '')) {
       const name = encodeURIComponent(raw);
       const cases: [string, string][] = [
         ['GET', `/streams/${name}/events`],

@@ -5,7 +5,7 @@
 import { cpSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
-import { ALICE, FRONT_ENDS, ROOT, frontEndSuite, giveToWebUser, type Site } from './lib/harness.ts';
+import { ALICE, FRONT_ENDS, ROOT, frontEndSuite, type Site } from './lib/harness.ts';
 import { assertChain, put } from './lib/events.ts';
 
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'apie-0.1.0');
@@ -17,7 +17,7 @@ for (const fe of FRONT_ENDS) {
     ctx.site = await fe.open();
     // Its events, blobs and passwd (alice@example.com, secret) over the fresh site's.
     for (const part of ['events', 'storage', 'passwd']) cpSync(join(FIXTURE, 'apie-data', part), join(ctx.site.dataDir, part), { recursive: true });
-    giveToWebUser(ctx.site.dataDir);
+    ctx.site.own(ctx.site.dataDir);
   });
   t.after.each(async (ctx) => {
     await ctx.site.close();

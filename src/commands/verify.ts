@@ -8,6 +8,7 @@ import { loadConfig, type Config } from '../config.ts';
 import { resolveDataDir } from '../datadir.ts';
 import { ApieError } from '../errors.ts';
 import { verifyLog } from '../eventlog.ts';
+import { checkWritable } from '../hostfaults.ts';
 import { readPasswd } from '../passwd.ts';
 import { verifyBlobs } from '../blobstore.ts';
 import { DEFAULT_STREAM, parseStreamName, streamDir, streamNames } from '../streams.ts';
@@ -38,6 +39,8 @@ export async function verify(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { stream: { type: 'string' } });
   if (positionals.length) throw new ApieError('usage', `unexpected argument "${positionals[0]}"`);
   const dataDir = resolveDataDir(values.data);
+  // verify restores modes and repairs: a data directory it cannot write is the first thing to say.
+  checkWritable(dataDir, [dataDir]);
   let config: Config;
   try {
     config = loadConfig(dataDir);

@@ -617,7 +617,10 @@ function watchers(inodes: Set<string>): number[] {
 export function untilWaiting(dataDir: string): Promise<true> {
   return waitFor('a request waiting for an append', () => {
     const inodes = new Set<string>();
-    for (const path of [join(dataDir, 'events'), join(dataDir, 'events', 'log'), join(dataDir, 'events', 'offsets')]) {
+    const named = join(dataDir, 'events', 'streams');
+    const streams = existsSync(named) ? readdirSync(named).map((n) => join(named, n)) : [];
+    const dirs = [join(dataDir, 'events'), named, ...streams];
+    for (const path of [dataDir, ...dirs, ...dirs.flatMap((d) => [join(d, 'log'), join(d, 'offsets')])]) {
       const st = statSync(path, { throwIfNoEntry: false });
       if (st) inodes.add(st.ino.toString(16));
     }
