@@ -348,7 +348,8 @@ for (const deploy of existsSync(CHROMIUM) ? deployments : []) {
       await crashed;
       await screenshot(page, d, 'after-crash');
       await synced(page);
-      assert.ok(pushes > 2, 'the sync went on after the crash');
+      // Whether by a retried push or by reading the batch back, every item is
+      // acknowledged once: nothing lost, nothing twice.
       const log = await apiLog(d);
       assert.equal(log.map((e) => e.body.title), titles);
       await verify(d);
