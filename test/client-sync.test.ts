@@ -12,23 +12,13 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import { FRONT_ENDS } from './lib/harness.ts';
+import { mulberry32 } from './lib/random.ts';
 import { ALICE_AUTH, ALICE_LOGIN, BOB_LOGIN, eventually, faultyFetch, loadClient, openWithUrl, type Client, type UrlSite } from './lib/client.ts';
 
 const SEED = Number(process.env.APIE_TEST_SEED ?? 20261127);
 const STEPS = 80;
 const CLIENTS = 3;
 
-// mulberry32: small, seedable, good enough to pick actions.
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ids = (list: string[], e: { eventId: string }) => [...list, e.eventId];
 
@@ -73,7 +63,7 @@ t('should converge on one log without duplicates, whatever is lost or cut', asyn
   // Each client runs its own random script; the three run at once.
   // The seed fixes each client's script; how the three interleave is up to the machine.
   const scripts = clients.map(async (c, i) => {
-    const rnd = random(SEED + i);
+    const rnd = mulberry32(SEED + i);
     const pick = <T>(xs: T[]) => xs[Math.floor(rnd() * xs.length)];
     for (let step = 0; step < STEPS; step++) {
       const action = pick(['append', 'append', 'append', 'offline', 'online', 'lose', 'restart', 'sync', 'wait']);

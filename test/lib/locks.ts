@@ -102,17 +102,8 @@ export function contend(args: string[], env: Record<string, string>, input: stri
   return { pid: child.pid!, done, kill: () => child.kill('SIGKILL') };
 }
 
-/** A small seeded PRNG (mulberry32): fault timings that a seed reproduces. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small seeded PRNG: fault timings that a seed reproduces. */
+export { mulberry32 as prng } from './random.ts';
 
 /** The seed of a randomised suite: APIE_TEST_SEED when given, else a fresh one; printed either way. */
 export function testSeed(suite: string): number {

@@ -10,6 +10,12 @@ export function seeded(suite: string): () => number {
   console.log(`  ${suite}: seed ${SEED} (rerun with APIE_TEST_SEED=${SEED})`);
   let state = SEED;
   for (const ch of suite) state = Math.imul(state ^ ch.charCodeAt(0), 0x9e3779b1) >>> 0;
+  return mulberry32(state);
+}
+
+/** mulberry32: a small generator in [0, 1) that a seed reproduces exactly. */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;
     let t = state;
