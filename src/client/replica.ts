@@ -261,6 +261,9 @@ export class Replica {
         for (const e of batch) if (this.pending.includes(e) && stored.some((s) => s.eventId === e.eventId)) this.drop(e);
       }
     }
+    // Resolved only once what it acknowledged is off the queue in storage too:
+    // a client started right after sync() must not push those events again.
+    await this.saving;
     result.head = this.head;
     return result;
   }
