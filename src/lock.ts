@@ -66,7 +66,9 @@ export async function withLock<T>(dataDir: string, role: LockRole, opts: LockOpt
   } catch (err) {
     rethrowHostFault(err, dataDir);
   } finally {
-    held.release();
+    // Awaited: until the socket is closed its name stays bound, and the next
+    // lock this process takes would find it taken (by itself) and wait.
+    await held.release();
   }
 }
 
@@ -107,7 +109,7 @@ const net = () => process.getBuiltinModule('node:net') as typeof import('node:ne
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Binds the name, or waits for its holder to let go and tries again.
-async function acquire(name: string, role: LockRole): Promise<{ release(): void }> {
+async function acquire(name: string, role: LockRole): Promise<{ release(): Promise<void> }> {
   const deadline = Date.now() + LOCK_WAIT_MS;
   let previous = 0;
   for (;;) {
@@ -128,7 +130,7 @@ async function acquire(name: string, role: LockRole): Promise<{ release(): void 
 }
 
 // The lock itself, or null when another process holds it.
-function bind(name: string): Promise<{ release(): void } | null> {
+function bind(name: string): Promise<{ release(): Promise<void> } | null> {
   return new Promise((resolve, reject) => {
     const server: Server = net().createServer({ pauseOnConnect: true });
     const waiters = new Set<Socket>();
@@ -147,9 +149,10 @@ function bind(name: string): Promise<{ release(): void } | null> {
       server.on('error', () => {});
       resolve({
         release() {
-          // Unbinds the name at once; the waiters' connections closing wakes them.
-          server.close();
+          // Unbinds the name; the waiters' connections closing wakes them.
+          const closed = new Promise<void>((done) => server.close(() => done()));
           for (const socket of waiters) socket.destroy();
+          return closed;
         },
       });
     });
