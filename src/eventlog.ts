@@ -398,7 +398,8 @@ async function withWriter<T>(dir: string, config: Config, fn: (w: LogWriter) => 
   try {
     // One lock per log: appends to different streams never wait for each other
     // (default's is the data directory's own, as it was before there were streams).
-    return await withLock(dataDir, 'events', { fileMode: config.fileMode, writes, target: rel === 'events' ? undefined : dir }, () => {
+    // `writes` were checked above, before any directory was made: not again.
+    return await withLock(dataDir, 'events', { fileMode: config.fileMode, writes: [], target: rel === 'events' ? undefined : dir }, () => {
       createFiles(dir, config.fileMode);
       const writer = new LogWriter(dir, config);
       try {
