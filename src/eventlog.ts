@@ -7,7 +7,7 @@
 // a commit cut short shows none of them. The committed count is therefore
 // read from offsets alone: readers never look past it and never take the
 // lock, and a batch is visible whole or not at all. Knows nothing of HTTP.
-import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, fchmodSync, existsSync } from 'node:fs';
+import { closeSync, constants, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, fchmodSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from './config.ts';
@@ -60,6 +60,14 @@ export function chainHash(prev: string, json: Uint8Array): string {
   return process.getBuiltinModule('node:crypto').createHash('sha256').update(`${prev}\n`).update(json).digest('hex');
 }
 
+// The commit's fsyncs run in the thread pool: the server's event loop keeps
+// answering reads, event streams and long polls (and queueing the next group)
+// while a commit waits for the disk. Awaited in order, so the order log →
+// table → offsets holds as before.
+function datasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
 // Thrown by assertAlone: the one error after which a commit must not take back what lies past its end.
 const NOT_ALONE = new ApieError('misconfigured', 'another process wrote the event log while this one held its lock: every process that writes this data directory must run on this machine, in the same network namespace');
 
@@ -81,7 +89,7 @@ class LogWriter extends LogReader {
    * they were all synced (whole commits only: a batch is never half
    * committed), cuts off the rest, and completes or rebuilds the table.
    */
-  reconcile(): void {
+  async reconcile(): Promise<void> {
     const whole = Math.floor(fstatSync(this.offsetsFd!).size / ENTRY_SIZE);
     const visible = committedCount(this.offsetsFd!);
     const logSize = fstatSync(this.logFd!).size;
@@ -112,7 +120,7 @@ class LogWriter extends LogReader {
     const cut = kept.length ? kept[kept.length - 1].end : this.end;
     if (cut < logSize) ftruncateSync(this.logFd!, cut);
     this.completeTable();
-    if (kept.length) this.commit(kept, this.end, Buffer.alloc(0));
+    if (kept.length) await this.commit(kept, this.end, Buffer.alloc(0));
   }
 
   // The complete, chain-valid records past the committed end, with where each ends in `log`.
@@ -163,27 +171,27 @@ class LogWriter extends LogReader {
    * their offsets entries in one write, all but the last flagged as continued
    * (the commit point), fdatasync.
    */
-  private commit(records: Record_[], at: number, bytes: Buffer): void {
+  private async commit(records: Record_[], at: number, bytes: Buffer): Promise<void> {
     try {
-      this.write(records, at, bytes);
+      await this.write(records, at, bytes);
     } catch (err) {
       // A record synced past the committed end would be committed by the next
       // reconcile: take back what this commit wrote, so a failed append (a full
       // disk answers 507) never surfaces later. Not when another writer was
       // found at work: what is past our end may be its.
-      if (bytes.length && err !== NOT_ALONE) this.takeBack(at);
+      if (bytes.length && err !== NOT_ALONE) await this.takeBack(at);
       throw err;
     }
   }
 
-  private takeBack(at: number): void {
+  private async takeBack(at: number): Promise<void> {
     ftruncateSync(this.offsetsFd!, this.n * ENTRY_SIZE);
     ftruncateSync(this.logFd!, at);
-    fdatasyncSync(this.logFd!);
-    fdatasyncSync(this.offsetsFd!);
+    await datasync(this.logFd!);
+    await datasync(this.offsetsFd!);
   }
 
-  private write(records: Record_[], at: number, bytes: Buffer): void {
+  private async write(records: Record_[], at: number, bytes: Buffer): Promise<void> {
     const entries: Entry[] = [];
     let offset = at;
     for (const [i, r] of records.entries()) {
@@ -195,16 +203,16 @@ class LogWriter extends LogReader {
       this.assertAlone(at);
       writeFully(this.logFd!, bytes, at);
     }
-    fdatasyncSync(this.logFd!);
+    await datasync(this.logFd!);
     const slots = slotsOf(entries, this.n + 1);
     if (!this.table || !insertSlots(this.tableFd!, this.table, slots, this.n + records.length)) {
       this.rebuild(slots.length);
       insertSlots(this.tableFd!, this.table!, slots, this.n + records.length);
     }
-    fdatasyncSync(this.tableFd!);
+    await datasync(this.tableFd!);
     this.assertAlone(offset);
     writeFully(this.offsetsFd!, encodeEntries(entries), this.n * ENTRY_SIZE);
-    fdatasyncSync(this.offsetsFd!);
+    await datasync(this.offsetsFd!);
     this.n += records.length;
     this.end = offset;
     this.last = records[records.length - 1].hash;
@@ -225,7 +233,7 @@ class LogWriter extends LogReader {
    * request in order. A refused request gets its error ('conflict',
    * 'precondition-failed', 'bad-request') in its place: the others go ahead.
    */
-  append(requests: AppendRequest[]): (AppendResult | ApieError)[] {
+  async append(requests: AppendRequest[]): Promise<(AppendResult | ApieError)[]> {
     const results: (AppendResult | ApieError)[] = [];
     const records: Record_[] = [];
     // Events appended by earlier requests of this commit, by eventId.
@@ -265,7 +273,7 @@ class LogWriter extends LogReader {
         results.push(error instanceof ApieError ? error : new ApieError('internal', 'internal error', { cause: error }));
       }
     }
-    if (records.length) this.commit(records, this.end, Buffer.concat(records.map((r) => encodeRecord(r.hash, r.json))));
+    if (records.length) await this.commit(records, this.end, Buffer.concat(records.map((r) => encodeRecord(r.hash, r.json))));
     return results;
   }
 
@@ -301,7 +309,7 @@ class LogWriter extends LogReader {
   }
 
   /** Appends exact JSON bytes that continue the chain after `after`. */
-  appendRaw(after: string, jsons: Buffer[]): { count: number; hash: string } {
+  async appendRaw(after: string, jsons: Buffer[]): Promise<{ count: number; hash: string }> {
     if (after !== this.last) throw new ApieError('conflict', `the log ends at ${this.last}, the import continues ${after}`);
     const records: Record_[] = [];
     let prev = this.last;
@@ -309,7 +317,7 @@ class LogWriter extends LogReader {
     // In slices, so memory stays bounded for big imports.
     for (let i = 0; i < records.length; i += 10_000) {
       const slice = records.slice(i, i + 10_000);
-      this.commit(slice, this.end, Buffer.concat(slice.map((r) => encodeRecord(r.hash, r.json))));
+      await this.commit(slice, this.end, Buffer.concat(slice.map((r) => encodeRecord(r.hash, r.json))));
     }
     return { count: this.n, hash: this.last };
   }
@@ -375,7 +383,7 @@ function createFiles(dir: string, mode: number): void {
   }
 }
 
-async function withWriter<T>(dir: string, config: Config, fn: (w: LogWriter) => T): Promise<T> {
+async function withWriter<T>(dir: string, config: Config, fn: (w: LogWriter) => Promise<T> | T): Promise<T> {
   // Loaded before the lock: its ~3 ms would otherwise be spent holding it.
   process.getBuiltinModule('node:crypto');
   const { dataDir, rel } = logLocation(dir);
@@ -399,12 +407,13 @@ async function withWriter<T>(dir: string, config: Config, fn: (w: LogWriter) => 
     // One lock per log: appends to different streams never wait for each other
     // (default's is the data directory's own, as it was before there were streams).
     // `writes` were checked above, before any directory was made: not again.
-    return await withLock(dataDir, 'events', { fileMode: config.fileMode, writes: [], target: rel === 'events' ? undefined : dir }, () => {
+    // The lock is held until the commit's last fsync has returned.
+    return await withLock(dataDir, 'events', { fileMode: config.fileMode, writes: [], target: rel === 'events' ? undefined : dir }, async () => {
       createFiles(dir, config.fileMode);
       const writer = new LogWriter(dir, config);
       try {
-        writer.reconcile();
-        return fn(writer);
+        await writer.reconcile();
+        return await fn(writer);
       } finally {
         writer.close();
       }

@@ -115,9 +115,9 @@ export class LiveStore implements EventStore {
   private async commit(): Promise<void> {
     this.committing = true;
     while (this.queue.length) {
-      // A commit runs its writes and fsyncs synchronously, so no request is
-      // read while it runs: yield once to the event loop (its poll phase)
-      // before taking the group, so that requests that arrived meanwhile join it.
+      // Requests queue up while a commit awaits its fsyncs (in the thread
+      // pool); yield once more to the event loop (its poll phase) before taking
+      // the group, so that requests read in the same turn join it too.
       await new Promise((resolve) => setImmediate(resolve));
       const group = this.queue;
       this.queue = [];
