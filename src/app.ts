@@ -13,6 +13,8 @@ export function createContext(dataDir: string): Context {
 
 /** Answers one request; never throws. */
 export async function handle(req: ApieRequest, ctx: Context): Promise<ApieResponse> {
+  // Behind a proxy that rewrites the host or the scheme, only the operator knows the URL clients use.
+  if (ctx.config.publicUrl !== null) req = { ...req, baseUrl: ctx.config.publicUrl };
   const cors = corsHeaders(req.headers.origin, ctx.config.corsOrigins);
   let res: ApieResponse;
   try {

@@ -1,6 +1,6 @@
 // Who is asking: HTTP Basic against passwd (bcrypt), or a bearer token.
 import { ApieError } from './errors.ts';
-import { hashCost, readPasswd } from './passwd.ts';
+import { hashCost, readPasswd, type Passwd } from './passwd.ts';
 import type { ApieRequest, Context, User } from './types.ts';
 
 const CHALLENGE = { 'WWW-Authenticate': 'Basic realm="Apie", charset="UTF-8"' };
@@ -41,20 +41,31 @@ export async function authenticate(req: ApieRequest, ctx: Context): Promise<User
   const bearer = BEARER_RE.exec(header);
   const credentials = bearer ? null : parseBasic(header);
   if (!bearer && !credentials) throw unauthorized('malformed Authorization header');
-  const passwd = readPasswd(ctx.dataDir, { required: true });
-  // stderr is the server log (Apache's error log under CGI).
-  for (const problem of passwd.problems) console.error(`apie: ${problem}`);
+  const passwd = passwdOf(ctx);
   if (bearer) {
-    const { verifyToken } = await import('./token.ts');
-    const user = verifyToken(ctx.dataDir, bearer[1], (name) => passwd.users.get(name));
+    const { nodeHmac, verifyToken } = await import('./token.ts');
+    const cached = ctx.cached && { secret: ctx.cached.tokenSecret, hmac: nodeHmac };
+    const user = verifyToken(ctx.dataDir, bearer[1], (name) => passwd.users.get(name), cached);
     if (!user) throw unauthorized('invalid or expired token');
     return user;
   }
   const [name, password] = credentials!;
+  const known = ctx.cached?.logins.find(name, password, passwd.users.get(name));
+  if (known) return known;
   const { default: bcrypt } = await import('bcryptjs');
   const user = await checkPassword(passwd.users, name, password, bcrypt.compare, ctx.config.bcryptCost);
   if (!user) throw unauthorized('wrong user name or password');
+  ctx.cached?.logins.remember(name, password, user);
   return user;
+}
+
+// The server's cached passwd, or the file read now (once per CGI process).
+function passwdOf(ctx: Context): Passwd {
+  if (ctx.cached) return ctx.cached.passwd();
+  const passwd = readPasswd(ctx.dataDir, { required: true });
+  // stderr is the server log (Apache's error log under CGI).
+  for (const problem of passwd.problems) console.error(`apie: ${problem}`);
+  return passwd;
 }
 
 /** bcryptjs's compare, or the same watched by a test. */

@@ -6,7 +6,7 @@ import { VERSION } from './version.ts';
 const USAGE = `Apie ${VERSION}: an event log, a content store and Basic auth, as CGI or a server.
 
 Usage:
-  apie serve [--host 127.0.0.1] [--port 8000] [--data DIR] [--workers N] [--quiet]
+  apie serve [--host 127.0.0.1] [--port 8000] [--data DIR] [--workers N] [--max-connections N] [--quiet]
   apie init [DIR]                       create a data directory with apie.json and an admin user
   apie user add NAME [--info TEXT]      add a user (password from the terminal or stdin)
   apie user passwd NAME                 change a user's password

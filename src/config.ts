@@ -23,6 +23,10 @@ export interface Config extends AccessConfig {
   storageBaseUrl: string | null;
   /** Whether the web server serves blobs directly as static files. */
   storageStatic: boolean;
+  /** The URL clients reach Apie at (`Link`, upload `url`); null: as each request says. */
+  publicUrl: string | null;
+  /** Whether `apie serve` believes X-Forwarded-Proto, -Host and -For from the proxy in front of it. */
+  trustProxy: boolean;
 }
 
 export const defaults: Config = {
@@ -35,6 +39,8 @@ export const defaults: Config = {
   corsOrigins: [],
   storageBaseUrl: null,
   storageStatic: false,
+  publicUrl: null,
+  trustProxy: false,
   admins: null,
   groups: {},
   access: [],
@@ -63,6 +69,10 @@ const mode: Check = (v, key) => {
   if (typeof v === 'string' && /^0?[0-7]{3}$/.test(v)) return parseInt(v, 8);
   throw misconfigured(`apie.json: "${key}" must be an octal string such as "0640"`);
 };
+function flag(v: unknown, key: string): boolean {
+  if (typeof v !== 'boolean') throw misconfigured(`apie.json: "${key}" must be true or false`);
+  return v;
+}
 const checks: Record<Exclude<keyof Config, keyof AccessConfig>, Check> = {
   maxEventBytes: positiveInt,
   maxUploadBytes: positiveInt,
@@ -83,10 +93,22 @@ const checks: Record<Exclude<keyof Config, keyof AccessConfig>, Check> = {
     if (v === null || (typeof v === 'string' && /^https?:\/\/\S+$/.test(v))) return typeof v === 'string' ? v.replace(/\/+$/, '') : v;
     throw misconfigured(`apie.json: "${key}" must be an http(s) URL or null`);
   },
-  storageStatic: (v, key) => {
-    if (typeof v !== 'boolean') throw misconfigured(`apie.json: "${key}" must be true or false`);
-    return v;
+  storageStatic: flag,
+  publicUrl: (v, key) => {
+    if (v === null) return v;
+    let url: URL | undefined;
+    try {
+      url = typeof v === 'string' ? new URL(v) : undefined;
+    } catch {
+      // said below
+    }
+    // Origin and path only: a query or fragment would end up inside every URL built on it.
+    if (!url || !/^https?:$/.test(url.protocol) || url.search || url.hash || url.username || /\s/.test(v as string)) {
+      throw misconfigured(`apie.json: "${key}" must be the http(s) URL clients reach Apie at, such as "https://example.com/cgi-bin/apie.cgi", or null`);
+    }
+    return (v as string).replace(/\/+$/, '');
   },
+  trustProxy: flag,
 };
 
 /** Validates parsed apie.json content and fills in the defaults. */

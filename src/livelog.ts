@@ -59,7 +59,7 @@ interface Pending {
 
 export class LiveStore implements EventStore {
   readonly dir: string;
-  private readonly config: Config;
+  private readonly config: () => Config;
   private readonly reader: LiveReader;
   private queue: Pending[] = [];
   private committing = false;
@@ -69,7 +69,7 @@ export class LiveStore implements EventStore {
   private watched?: string;
   private poll?: NodeJS.Timeout;
 
-  constructor(dir: string, config: Config) {
+  constructor(dir: string, config: () => Config) {
     this.dir = dir;
     this.config = config;
     this.reader = new LiveReader(dir);
@@ -122,7 +122,7 @@ export class LiveStore implements EventStore {
       const group = this.queue;
       this.queue = [];
       try {
-        const results = await appendEvents(this.dir, this.config, group.map((p) => p.request));
+        const results = await appendEvents(this.dir, this.config(), group.map((p) => p.request));
         group.forEach((p, i) => {
           const result = results[i];
           if (result instanceof ApieError) p.reject(result);
@@ -201,11 +201,12 @@ export class LiveStore implements EventStore {
 /** The server's streams: a live store per stream, opened on first use. */
 export class LiveStreams implements Streams {
   private readonly dataDir: string;
-  private readonly config: Config;
+  /** The configuration as of now (the server re-reads apie.json when it changes). */
+  private readonly config: () => Config;
   // In order of last use, least recent first.
   private readonly stores = new Map<string, LiveStore>();
 
-  constructor(dataDir: string, config: Config) {
+  constructor(dataDir: string, config: () => Config) {
     this.dataDir = dataDir;
     this.config = config;
   }

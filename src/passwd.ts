@@ -9,7 +9,7 @@ import { programName } from './executable.ts';
 import { readFileNoFollow } from './nofollow.ts';
 import type { User } from './types.ts';
 
-interface Passwd {
+export interface Passwd {
   users: Map<string, User>;
   /** Malformed lines, with their 1-based line numbers. */
   problems: string[];

@@ -1,6 +1,8 @@
 // The request and response shapes shared by both front ends (CGI and server).
 import type { Config } from './config.ts';
 import type { Streams } from './eventstore.ts';
+import type { Logins } from './logins.ts';
+import type { Passwd } from './passwd.ts';
 
 export interface ApieRequest {
   /** Upper-case method. */
@@ -48,6 +50,18 @@ export interface Context {
   shutdown?: AbortSignal;
   /** The server's live event stores; CGI requests go straight to the files. */
   streams?: Streams;
+  /** What the server keeps between requests; a CGI process reads each file once. */
+  cached?: Cached;
+}
+
+/** The server's copies of the data directory's small files (filecache.ts) and of verified logins. */
+export interface Cached {
+  config(): Config;
+  /** passwd as of now; its problems are logged once per change. */
+  passwd(): Passwd;
+  /** The token secret as of now, or null when none has been made. */
+  tokenSecret(): Buffer | null;
+  logins: Logins;
 }
 
 /** A route's handler; `params` are the path's groups (undefined for one the path leaves out). */

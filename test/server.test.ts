@@ -237,8 +237,8 @@ lifecycle('should log one line per request to stderr, and none with --quiet', as
     await call(loud.base, 'GET', '/info');
     await call(loud.base, 'GET', '/nope');
     await stop(loud.child);
-    assert.match(loud.stderr(), /^GET \/info 200 \d+ [\d.]+ms alice@example\.com$/m);
-    assert.match(loud.stderr(), /^GET \/nope 404 \d+ [\d.]+ms alice@example\.com$/m);
+    assert.match(loud.stderr(), /^127\.0\.0\.1 GET \/info 200 \d+ [\d.]+ms alice@example\.com$/m);
+    assert.match(loud.stderr(), /^127\.0\.0\.1 GET \/nope 404 \d+ [\d.]+ms alice@example\.com$/m);
     const quiet = await startServe(dataDir, ['--workers', '1', '--quiet']);
     await call(quiet.base, 'GET', '/info');
     await stop(quiet.child);

@@ -7,7 +7,7 @@ import { parse, workerEnv, workerOptions } from '../args.ts';
 import { loadConfig } from '../config.ts';
 import { dataDirToCreate } from '../datadir.ts';
 import { ApieError } from '../errors.ts';
-import { startServer, stopServer } from '../server.ts';
+import { DEFAULT_MAX_CONNECTIONS, startServer, stopServer } from '../server.ts';
 import { initDataDir } from './init.ts';
 
 interface Options {
@@ -15,6 +15,7 @@ interface Options {
   port: number;
   workers: number;
   quiet: boolean;
+  maxConnections: number;
   dataDir: string;
 }
 
@@ -24,13 +25,18 @@ export async function serve(args: string[]): Promise<number> {
     port: { type: 'string', default: '8000' },
     workers: { type: 'string' },
     quiet: { type: 'boolean', default: false },
+    'max-connections': { type: 'string' },
   });
   if (positionals.length) throw new ApieError('usage', `unexpected argument "${positionals[0]}"`);
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ApieError('usage', `--port must be a port number, not "${values.port}"`);
   const workers = values.workers === undefined ? availableParallelism() : Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new ApieError('usage', `--workers must be a whole number from 1 to 256, not "${values.workers}"`);
-  const opts: Options = { host: values.host, port, workers, quiet: values.quiet, dataDir: dataDirToCreate(values.data) };
+  const maxConnections = values['max-connections'] === undefined ? DEFAULT_MAX_CONNECTIONS : Number(values['max-connections']);
+  if (!Number.isInteger(maxConnections) || maxConnections < 1 || maxConnections > 1_000_000) {
+    throw new ApieError('usage', `--max-connections must be a whole number from 1 to 1000000, not "${values['max-connections']}"`);
+  }
+  const opts: Options = { host: values.host, port, workers, quiet: values.quiet, maxConnections, dataDir: dataDirToCreate(values.data) };
   await initDataDir(opts.dataDir);
   // Said once, here: CGI loads the configuration on every request, and its stderr is the error log.
   if (loadConfig(opts.dataDir).corsOrigins.includes('*')) {
@@ -45,7 +51,7 @@ export function serveWorker(): Promise<number> {
 }
 
 async function run(opts: Options, worker: boolean): Promise<number> {
-  const server = await startServer({ host: opts.host, port: opts.port, ctx: createContext(opts.dataDir), quiet: opts.quiet });
+  const server = await startServer({ host: opts.host, port: opts.port, ctx: createContext(opts.dataDir), quiet: opts.quiet, maxConnections: opts.maxConnections });
   const address = server.address();
   const bound = typeof address === 'object' && address ? address.port : opts.port;
   if (!worker) console.log(`apie: listening on http://${opts.host}:${bound}/ (data: ${opts.dataDir})`);

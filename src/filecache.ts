@@ -1,0 +1,34 @@
+// The server's copies of the small files it needs on every request
+// (apie.json, passwd, token-secret): each is read again only when an lstat
+// (inode, size, mtime, ctime) shows it changed, so an edit from the command
+// line (`apie user passwd`, a new apie.json, `apie token rotate`) counts from
+// the next request on, without a read and parse per request. A CGI process
+// reads each file once instead.
+import { lstatSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** One file of the data directory and what was made of it when it was last read. */
+export class FileCache<T> {
+  private readonly path: string;
+  private readonly load: () => T;
+  private seen?: string;
+  private value?: T;
+
+  /** `load` reads and parses the file (through nofollow.ts); what it throws is thrown again, never kept. */
+  constructor(dataDir: string, name: string, load: () => T) {
+    this.path = join(dataDir, name);
+    this.load = load;
+  }
+
+  /** The file's content as of now. */
+  get(): T {
+    // Statted before reading: a change made while it is read shows as a new signature next time.
+    const s = lstatSync(this.path, { throwIfNoEntry: false });
+    const signature = s ? `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}:${s.mode}` : '';
+    if (signature !== this.seen || this.value === undefined) {
+      this.value = this.load();
+      this.seen = signature;
+    }
+    return this.value;
+  }
+}
