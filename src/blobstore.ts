@@ -118,7 +118,10 @@ export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncI
   try {
     storage = root.ensureDir('storage', config.dirMode);
     tmp = storage.ensureDir('tmp', config.dirMode);
-    sweepTemp(tmp);
+    if (Date.now() - sweptAt >= SWEEP_EVERY_MS) {
+      sweptAt = Date.now();
+      sweepTemp(tmp);
+    }
     const fh = await open(tmp.path(temp), 'wx', config.fileMode);
     let hash: string;
     let size: number;
@@ -448,6 +451,11 @@ export async function hashFile(file: number | string): Promise<string> {
   }
   return hash.digest('hex');
 }
+
+// An upload sweeps the temporary files at most this often per process (a
+// CGI process makes one upload; the server many, and a readdir each is waste).
+const SWEEP_EVERY_MS = 60_000;
+let sweptAt = -Infinity;
 
 // Removes temporary files of uploads that cannot finish: their process is
 // gone, or nobody has written to them for an hour. Uploads still running
