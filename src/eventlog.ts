@@ -71,8 +71,50 @@ function datasync(fd: number): Promise<void> {
 // Thrown by assertAlone: the one error after which a commit must not take back what lies past its end.
 const NOT_ALONE = new ApieError('misconfigured', 'another process wrote the event log while this one held its lock: every process that writes this data directory must run on this machine, in the same network namespace');
 
+/** How far a verify has checked the chain: through event `seq`, ending at `end` in `log`. */
+interface Checked {
+  seq: number;
+  prev: string;
+  end: number;
+  /** Whether the table found every event checked so far. */
+  tableOk: boolean;
+}
+
+/** Checks the chain of a view's events: needs no lock, as committed events never change. */
+class ChainReader extends LogReader {
+  /** Where a check from the first event starts. */
+  start(): Checked {
+    return { seq: 0, prev: EMPTY_HASH, end: 0, tableOk: this.table !== undefined };
+  }
+
+  /** Checks events first…last (at most the view's count), continuing from `at`; throws 'damaged' naming the first bad one. */
+  check(first: number, last: number, at: Checked): Checked {
+    let { prev, end: expect, tableOk } = at;
+    for (let from = first; from <= last; from += 4096) {
+      const to = Math.min(last, from + 4095);
+      const entries = readEntries(this.offsetsFd!, from, to);
+      this.readRange(from, to).forEach((e, i) => {
+        const seq = from + i;
+        if (entries[i].offset !== expect) throw damagedAt(seq, 'offsets entry does not point at its record');
+        if (chainHash(prev, e.json) !== e.hash) throw damagedAt(seq, 'hash does not match the previous hash and the stored bytes');
+        const id = objectEventId(e.json, seq);
+        if (!(id === undefined ? NO_ID : idKey(id)).equals(entries[i].idKey)) throw damagedAt(seq, 'offsets entry names another eventId');
+        if (tableOk && (!this.tableHas(hashKey(e.hash), KIND_HASH, seq) || (id !== undefined && !this.tableHas(idKey(id), KIND_ID, seq)))) tableOk = false;
+        prev = e.hash;
+        expect += recordLength(e.hash, e.json);
+      });
+    }
+    return { seq: Math.max(at.seq, last), prev, end: expect, tableOk };
+  }
+
+  private tableHas(key: Buffer, kind: number, seq: number): boolean {
+    for (const s of seqsWithKey(this.tableFd!, this.table!, key, kind)) if (s === seq) return true;
+    return false;
+  }
+}
+
 /** The write side, used only while holding the lock. */
-class LogWriter extends LogReader {
+class LogWriter extends ChainReader {
   /** End of the last committed record in `log`. */
   private end = 0;
   private last = EMPTY_HASH;
@@ -332,35 +374,18 @@ class LogWriter extends LogReader {
     }
   }
 
-  /** Recomputes the whole chain from disk; returns the count, last hash and whether the table had to be rebuilt. */
-  verify(): { count: number; hash: string; tableRebuilt: boolean } {
-    let prev = EMPTY_HASH;
-    let expect = 0;
-    let tableOk = this.table !== undefined;
-    for (let first = 1; first <= this.n; first += 4096) {
-      const last = Math.min(this.n, first + 4095);
-      const entries = readEntries(this.offsetsFd!, first, last);
-      this.readRange(first, last).forEach((e, i) => {
-        const seq = first + i;
-        if (entries[i].offset !== expect) throw damagedAt(seq, 'offsets entry does not point at its record');
-        if (chainHash(prev, e.json) !== e.hash) throw damagedAt(seq, 'hash does not match the previous hash and the stored bytes');
-        const id = objectEventId(e.json, seq);
-        if (!(id === undefined ? NO_ID : idKey(id)).equals(entries[i].idKey)) throw damagedAt(seq, 'offsets entry names another eventId');
-        if (tableOk && (!this.tableHas(hashKey(e.hash), KIND_HASH, seq) || (id !== undefined && !this.tableHas(idKey(id), KIND_ID, seq)))) tableOk = false;
-        prev = e.hash;
-        expect += recordLength(e.hash, e.json);
-      });
-    }
-    if (!tableOk) {
+  /**
+   * Recomputes the chain from disk past `from` (what a pass without the lock
+   * checked already), rebuilding the table when it was found wrong; returns
+   * the count, last hash and whether the table had to be rebuilt.
+   */
+  verify(from: Checked = this.start()): { count: number; hash: string; tableRebuilt: boolean } {
+    const at = this.check(from.seq + 1, this.n, from);
+    if (!at.tableOk) {
       this.rebuild(0);
       fdatasyncSync(this.tableFd!);
     }
-    return { count: this.n, hash: prev, tableRebuilt: !tableOk };
-  }
-
-  private tableHas(key: Buffer, kind: number, seq: number): boolean {
-    for (const s of seqsWithKey(this.tableFd!, this.table!, key, kind)) if (s === seq) return true;
-    return false;
+    return { count: this.n, hash: at.prev, tableRebuilt: !at.tableOk };
   }
 }
 
@@ -434,15 +459,33 @@ export function appendRaw(dir: string, config: Config, after: string, jsons: Buf
   return withWriter(dir, config, (w) => w.appendRaw(after, jsons));
 }
 
+// Events a verify checks between two turns of the event loop: a server's
+// requests wait at most for one such chunk.
+const VERIFY_CHUNK = 256;
+
 /**
  * Repairs a crashed append, restores file modes and recomputes the whole chain
  * from disk; throws a 'damaged' ApieError naming the first bad event. A log
- * that was never written is empty, and stays absent.
+ * that was never written is empty, and stays absent. The events committed
+ * when it starts are checked without the lock, a chunk at a time, yielding to
+ * the event loop between chunks; only the repair, the events appended
+ * meanwhile and a table rebuild hold the lock, so appends go on meanwhile.
  */
 export async function verifyLog(dir: string, config: Config): Promise<{ count: number; hash: string; tableRebuilt: boolean }> {
   if (!existsSync(join(dir, 'offsets'))) return { count: 0, hash: EMPTY_HASH, tableRebuilt: false };
+  const reader = new ChainReader(dir);
+  let checked: Checked;
+  try {
+    checked = reader.start();
+    for (let first = 1; first <= reader.count; first += VERIFY_CHUNK) {
+      checked = reader.check(first, Math.min(reader.count, first + VERIFY_CHUNK - 1), checked);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  } finally {
+    reader.close();
+  }
   return withWriter(dir, config, (w) => {
     w.restoreModes(config.dirMode, config.fileMode);
-    return w.verify();
+    return w.verify(checked);
   });
 }

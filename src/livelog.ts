@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
 import { committedCount, tableInfo } from './eventindex.ts';
-import { appendEvents, LogReader, type AppendRequest, type AppendResult } from './eventlog.ts';
+import { appendEvents, LogReader, verifyLog, type AppendRequest, type AppendResult } from './eventlog.ts';
 import { nearestExisting } from './fsutil.ts';
 import type { EventStore, Streams } from './eventstore.ts';
 import { streamDir } from './streams.ts';
@@ -68,6 +68,7 @@ export class LiveStore implements EventStore {
   private watcher?: FSWatcher;
   private watched?: string;
   private poll?: NodeJS.Timeout;
+  private verifying?: Promise<{ count: number; hash: string; tableRebuilt: boolean }>;
 
   constructor(dir: string, config: () => Config) {
     this.dir = dir;
@@ -134,6 +135,14 @@ export class LiveStore implements EventStore {
       this.wake();
     }
     this.committing = false;
+  }
+
+  /** Verifies the log (eventlog.ts: without holding the lock for the whole pass); a verify asked for while one runs joins it. */
+  verify(): Promise<{ count: number; hash: string; tableRebuilt: boolean }> {
+    this.verifying ??= verifyLog(this.dir, this.config()).finally(() => {
+      this.verifying = undefined;
+    });
+    return this.verifying;
   }
 
   waitForMore(known: number, ms: number, signal?: AbortSignal): Promise<boolean> {
