@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { FRONT_ENDS, giveToWebUser, startServe, stop, type Site } from '../../test/lib/harness.ts';
 import { hashAt, logOf } from './events.ts';
 import { EXE, basicAuth, cgiEnv, median, type Row } from './lib.ts';
+import { stallRows } from './stalls.ts';
 
 const SECONDS = 5;
 const EVENTS = 100_000;
@@ -19,6 +20,8 @@ export interface Load {
   rps: number;
   /** 99th percentile latency, ms. */
   p99: number;
+  /** Mean latency, ms. */
+  mean: number;
   /** Responses that were neither 2xx nor 3xx, plus socket errors (connect, read, write, timeout). */
   failures: string;
 }
@@ -33,12 +36,13 @@ async function wrk(url: string, auth: string, connections: number, seconds: numb
   const { stdout } = await promisify(execFile)('wrk', [...args, url], { timeout: (seconds + 30) * 1000 });
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(stdout);
   const p99 = /^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$/m.exec(stdout);
-  if (!rps || !p99) throw new Error(`unexpected wrk output:\n${stdout}`);
+  const mean = /^\s+Latency\s+([\d.]+)(us|ms|s|m)/m.exec(stdout);
+  if (!rps || !p99 || !mean) throw new Error(`unexpected wrk output:\n${stdout}`);
   const bad = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0);
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout)?.slice(1).map(Number) ?? [0, 0, 0, 0];
   const failures = [bad && `${bad} non-2xx`, socket.some((n) => n) && `socket errors ${socket.join('/')} (connect/read/write/timeout)`].filter(Boolean).join(', ');
   if (failures) process.stderr.write(`bench: ${url} at ${connections} connections: ${failures}\n`);
-  return { rps: Number(rps[1]), p99: Number(p99[1]) * UNIT_MS[p99[2]], failures };
+  return { rps: Number(rps[1]), p99: Number(p99[1]) * UNIT_MS[p99[2]], mean: Number(mean[1]) * UNIT_MS[mean[2]], failures };
 }
 
 /** Appends under load: wrk's script, and a body like the ones it sends, to check first. */
@@ -180,6 +184,9 @@ export async function run(): Promise<Row[]> {
     const oneOne = await load(server.base + one, auth, 16);
     const onePut = await load(`${server.base}/events`, auth, 64, PUT_EVENT);
     const wake = await wakeLatency(server.base, auth, log);
+    await stop(server.child);
+    server = undefined;
+    const stalls = await stallRows(log, one);
     const [p1, p16, p64] = [put.get(1)!, put.get(16)!, put.get(64)!];
     const s = `server (${workers} workers)`;
     const cgi = 'CGI under Apache, 4 connections';
@@ -198,6 +205,7 @@ export async function run(): Promise<Row[]> {
       { section: 'server', what: 'append → event on an open event stream (from sending the PUT)', value: wake.sse, unit: 'ms', baseline: { what: 'the PUT\'s own round trip', value: wake.append } },
       { section: 'server', what: 'append → answer to a waiting long poll (`wait=30`)', value: wake.poll, unit: 'ms', baseline: { what: 'the PUT\'s own round trip', value: wake.append } },
       { section: 'server', what: 'CGI append by another process → event on the stream (inotify)', value: wake.sseFromCgi, unit: 'ms', baseline: { what: 'the CGI process\'s run', value: wake.cgiAppend } },
+      ...stalls,
     ];
   } finally {
     if (server) await stop(server.child);

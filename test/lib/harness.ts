@@ -225,9 +225,9 @@ async function cgiSite(parent: string, opts: SiteOptions): Promise<Site> {
 }
 
 /** Starts `apie serve` on a data directory and waits until it listens. */
-export async function startServe(dataDir: string, extra: string[] = []): Promise<{ child: ChildProcess; base: string; stderr: () => string }> {
+export async function startServe(dataDir: string, extra: string[] = [], exe = EXE): Promise<{ child: ChildProcess; base: string; stderr: () => string }> {
   const port = await freePort();
-  const child = spawn(EXE, ['serve', '--host', '127.0.0.1', '--port', String(port), '--data', dataDir, ...extra], {
+  const child = spawn(exe, ['serve', '--host', '127.0.0.1', '--port', String(port), '--data', dataDir, ...extra], {
     env: { PATH: process.env.PATH ?? '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,0 +1,95 @@
+// The server's stalls (issue 12): how appends, a verify and Basic credentials
+// weigh on everyone else's reads, appends against the server as it was before
+// its fsyncs left the event loop (built from BEFORE in the same run), and
+// reads against a bare node:http cluster of the same size.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { startServe, stop } from '../../test/lib/harness.ts';
+import { executableAt } from './baseline.ts';
+import { basicAuth, NODE, type Row } from './lib.ts';
+import { label, load, PUT_EVENT, token, type Load } from './server.ts';
+
+/** The last commit before the server's request path went asynchronous. */
+const BEFORE = '7ab5467';
+
+// A bare node:http cluster answering a fixed 200-byte JSON body: Node's own ceiling here.
+const BARE = `
+const cluster = require('node:cluster');
+const http = require('node:http');
+const [port, workers] = process.argv.slice(1).map(Number);
+const body = JSON.stringify({ pad: 'x'.repeat(190) });
+if (cluster.isPrimary) {
+  let up = 0;
+  for (let i = 0; i < workers; i++) cluster.fork().on('listening', () => { if (++up === workers) console.log('listening'); });
+  process.on('SIGTERM', () => { for (const w of Object.values(cluster.workers)) w.kill(); process.exit(0); });
+} else {
+  http.createServer((req, res) => res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': body.length }).end(body)).listen(port, '127.0.0.1');
+}`;
+
+async function bare(port: number, workers: number): Promise<ChildProcess> {
+  const child = spawn(NODE, ['-e', BARE, String(port), String(workers)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d) => String(d).includes('listening') && resolve());
+    child.once('exit', (code) => reject(new Error(`bare node:http exited ${code}`)));
+  });
+  return child;
+}
+
+// Verifies the log over and over until stopped.
+function verifying(base: string, auth: string): { stop(): Promise<number> } {
+  let stopped = false;
+  let runs = 0;
+  const loop = (async () => {
+    while (!stopped) {
+      const res = await fetch(`${base}/events/verify`, { method: 'POST', headers: { Authorization: auth } });
+      if (res.status !== 200) throw new Error(`POST /events/verify: ${res.status} ${await res.text()}`);
+      await res.arrayBuffer();
+      runs++;
+    }
+  })();
+  return { stop: async () => { stopped = true; await loop; return runs; } };
+}
+
+/** The six ratios of issue 12 on a copy of `log` (100,000 events); `one` is the path of one event. */
+export async function stallRows(log: string, one: string): Promise<Row[]> {
+  const workers = availableParallelism();
+  const s = `server (${workers} workers)`;
+  const old = executableAt(BEFORE);
+  let server = await startServe(log, ['--quiet'], old);
+  let before: Load;
+  try {
+    before = await load(`${server.base}/events`, await token(server.base), 64, PUT_EVENT);
+  } finally {
+    await stop(server.child);
+  }
+  server = await startServe(log, ['--quiet']);
+  try {
+    const auth = await token(server.base);
+    const url = server.base + one;
+    const put = await load(`${server.base}/events`, auth, 64, PUT_EVENT);
+    const reads = await load(url, auth, 16);
+    const [readsWhileAppending] = await Promise.all([load(url, auth, 16), load(`${server.base}/events`, auth, 64, PUT_EVENT)]);
+    const verify = verifying(server.base, auth);
+    const readsWhileVerifying = await load(url, auth, 16);
+    const verifies = await verify.stop();
+    const basic = await load(url, basicAuth(), 16);
+    const port = Number(new URL(server.base).port) + 1;
+    const node = await bare(port, workers);
+    let ceiling: Load;
+    try {
+      ceiling = await load(`http://127.0.0.1:${port}/`, auth, 16);
+    } finally {
+      node.kill('SIGTERM');
+    }
+    return [
+      { section: 'server', what: `${s} \`PUT /events\` p99, 64 connections${label(put)}`, value: put.p99, unit: 'ms', baseline: { what: 'mean latency, same run', value: put.mean }, goal: 4 },
+      { section: 'server', what: `${s} \`PUT /events\`, 64 connections`, value: put.rps, unit: 'req/s', baseline: { what: `the server at ${BEFORE}${label(before)}`, value: before.rps }, goal: 2, atLeast: true },
+      { section: 'server', what: `${s} \`GET /events/H\`, 16 connections, while 64 connections append${label(readsWhileAppending)}`, value: readsWhileAppending.rps, unit: 'req/s', baseline: { what: `no appends${label(reads)}`, value: reads.rps }, goal: 0.5, atLeast: true },
+      { section: 'server', what: `${s} \`GET /events/H\` p99 while the 100,000-event log is verified (${verifies} verifies)${label(readsWhileVerifying)}`, value: readsWhileVerifying.p99, unit: 'ms', baseline: { what: 'no verify', value: reads.p99 }, goal: 3 },
+      { section: 'server', what: `${s} \`GET /events/H\` with Basic credentials${label(basic)}`, value: basic.rps, unit: 'req/s', baseline: { what: 'a bearer token', value: reads.rps }, goal: 0.8, atLeast: true },
+      { section: 'server', what: `${s} \`GET /events/H\` with a bearer token`, value: reads.rps, unit: 'req/s', baseline: { what: `bare node:http, ${workers} workers, 200-byte JSON${label(ceiling)}`, value: ceiling.rps }, goal: 0.5, atLeast: true },
+    ];
+  } finally {
+    await stop(server.child);
+  }
+}
