@@ -118,8 +118,8 @@ export async function putBlob(dataDir: string, config: StoreConfig, body: AsyncI
   try {
     storage = root.ensureDir('storage', config.dirMode);
     tmp = storage.ensureDir('tmp', config.dirMode);
-    if (Date.now() - sweptAt >= SWEEP_EVERY_MS) {
-      sweptAt = Date.now();
+    if (Date.now() - (sweptAt.get(dataDir) ?? -Infinity) >= SWEEP_EVERY_MS) {
+      sweptAt.set(dataDir, Date.now());
       sweepTemp(tmp);
     }
     const fh = await open(tmp.path(temp), 'wx', config.fileMode);
@@ -455,7 +455,8 @@ export async function hashFile(file: number | string): Promise<string> {
 // An upload sweeps the temporary files at most this often per process (a
 // CGI process makes one upload; the server many, and a readdir each is waste).
 const SWEEP_EVERY_MS = 60_000;
-let sweptAt = -Infinity;
+// When this process last swept each data directory's temporary files.
+const sweptAt = new Map<string, number>();
 
 // Removes temporary files of uploads that cannot finish: their process is
 // gone, or nobody has written to them for an hour. Uploads still running

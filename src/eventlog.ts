@@ -60,11 +60,13 @@ export function chainHash(prev: string, json: Uint8Array): string {
   return process.getBuiltinModule('node:crypto').createHash('sha256').update(`${prev}\n`).update(json).digest('hex');
 }
 
-// The commit's fsyncs run in the thread pool: the server's event loop keeps
-// answering reads, event streams and long polls (and queueing the next group)
-// while a commit waits for the disk. Awaited in order, so the order log →
-// table → offsets holds as before.
-function datasync(fd: number): Promise<void> {
+// In the server, the commit's fsyncs run in the thread pool: its event loop
+// keeps answering reads, event streams and long polls (and queueing the next
+// group) while a commit waits for the disk. Awaited in order, so the order
+// log → table → offsets holds as before. A CGI process or the command line
+// has nothing else to do meanwhile: it calls fdatasync itself.
+function datasync(fd: number, threaded: boolean): Promise<void> | void {
+  if (!threaded) return fdatasyncSync(fd);
   return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
@@ -119,10 +121,13 @@ class LogWriter extends ChainReader {
   private end = 0;
   private last = EMPTY_HASH;
   private readonly mode: number;
+  /** Whether fsyncs go through the thread pool (the server) or block (CGI, command line). */
+  private readonly threaded: boolean;
 
-  constructor(dir: string, config: Config) {
+  constructor(dir: string, config: Config, threaded: boolean) {
     super(dir, 'r+');
     this.mode = config.fileMode;
+    this.threaded = threaded;
   }
 
   /**
@@ -229,8 +234,8 @@ class LogWriter extends ChainReader {
   private async takeBack(at: number): Promise<void> {
     ftruncateSync(this.offsetsFd!, this.n * ENTRY_SIZE);
     ftruncateSync(this.logFd!, at);
-    await datasync(this.logFd!);
-    await datasync(this.offsetsFd!);
+    await datasync(this.logFd!, this.threaded);
+    await datasync(this.offsetsFd!, this.threaded);
   }
 
   private async write(records: Record_[], at: number, bytes: Buffer): Promise<void> {
@@ -245,16 +250,16 @@ class LogWriter extends ChainReader {
       this.assertAlone(at);
       writeFully(this.logFd!, bytes, at);
     }
-    await datasync(this.logFd!);
+    await datasync(this.logFd!, this.threaded);
     const slots = slotsOf(entries, this.n + 1);
     if (!this.table || !insertSlots(this.tableFd!, this.table, slots, this.n + records.length)) {
       this.rebuild(slots.length);
       insertSlots(this.tableFd!, this.table!, slots, this.n + records.length);
     }
-    await datasync(this.tableFd!);
+    await datasync(this.tableFd!, this.threaded);
     this.assertAlone(offset);
     writeFully(this.offsetsFd!, encodeEntries(entries), this.n * ENTRY_SIZE);
-    await datasync(this.offsetsFd!);
+    await datasync(this.offsetsFd!, this.threaded);
     this.n += records.length;
     this.end = offset;
     this.last = records[records.length - 1].hash;
@@ -408,7 +413,7 @@ function createFiles(dir: string, mode: number): void {
   }
 }
 
-async function withWriter<T>(dir: string, config: Config, fn: (w: LogWriter) => Promise<T> | T): Promise<T> {
+async function withWriter<T>(dir: string, config: Config, fn: (w: LogWriter) => Promise<T> | T, threaded = false): Promise<T> {
   // Loaded before the lock: its ~3 ms would otherwise be spent holding it.
   process.getBuiltinModule('node:crypto');
   const { dataDir, rel } = logLocation(dir);
@@ -435,7 +440,7 @@ async function withWriter<T>(dir: string, config: Config, fn: (w: LogWriter) => 
     // The lock is held until the commit's last fsync has returned.
     return await withLock(dataDir, 'events', { fileMode: config.fileMode, writes: [], target: rel === 'events' ? undefined : dir }, async () => {
       createFiles(dir, config.fileMode);
-      const writer = new LogWriter(dir, config);
+      const writer = new LogWriter(dir, config, threaded);
       try {
         await writer.reconcile();
         return await fn(writer);
@@ -449,9 +454,12 @@ async function withWriter<T>(dir: string, config: Config, fn: (w: LogWriter) => 
   }
 }
 
-/** Appends requests to the log in `dir` under one lock, in one commit; one result (or refusal) per request. */
-export function appendEvents(dir: string, config: Config, requests: AppendRequest[]): Promise<(AppendResult | ApieError)[]> {
-  return withWriter(dir, config, (w) => w.append(requests));
+/**
+ * Appends requests to the log in `dir` under one lock, in one commit; one
+ * result (or refusal) per request. `threaded`: fsync in the thread pool (a server).
+ */
+export function appendEvents(dir: string, config: Config, requests: AppendRequest[], threaded = false): Promise<(AppendResult | ApieError)[]> {
+  return withWriter(dir, config, (w) => w.append(requests), threaded);
 }
 
 /** Appends exact JSON bytes (an import) continuing the chain after `after`, which must be the current last hash. */

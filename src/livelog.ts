@@ -129,7 +129,7 @@ export class LiveStore implements EventStore {
       const group = this.queue;
       this.queue = [];
       try {
-        const results = await appendEvents(this.dir, this.config(), group.map((p) => p.request));
+        const results = await appendEvents(this.dir, this.config(), group.map((p) => p.request), true);
         group.forEach((p, i) => {
           const result = results[i];
           if (result instanceof ApieError) p.reject(result);
