@@ -143,15 +143,21 @@ class LogWriter extends LogReader {
 
   private completeTable(): void {
     if (this.table && this.table.indexed >= this.n) return;
-    const from = this.table ? this.table.indexed + 1 : 1;
-    const entries = readEntries(this.offsetsFd!, from, this.n);
-    if (!this.table || !insertSlots(this.tableFd!, this.table, slotsOf(entries, from), this.n)) this.rebuild(0);
+    if (!this.table) this.rebuild();
+    // In chunks: a table far behind (written meanwhile by an older Apie) costs time, not memory.
+    for (let from = this.table!.indexed + 1; from <= this.n; from += 4096) {
+      const last = Math.min(this.n, from + 4095);
+      if (!this.table || !insertSlots(this.tableFd!, this.table, slotsOf(readEntries(this.offsetsFd!, from, last), from), last)) {
+        this.rebuild();
+        break;
+      }
+    }
     fdatasyncSync(this.tableFd!);
   }
 
-  private rebuild(room: number): void {
+  private rebuild(): void {
     // The new table first: when it cannot be made (a full disk), the old one stays open and in use.
-    const fd = rebuildTable(this.events!.path('table'), readEntries(this.offsetsFd!, 1, this.n), room, this.mode);
+    const fd = rebuildTable(this.events!.path('table'), this.offsetsFd!, this.n, this.mode);
     if (this.tableFd !== undefined) closeSync(this.tableFd);
     this.tableFd = fd;
     this.table = tableInfo(this.tableFd);
@@ -183,7 +189,7 @@ class LogWriter extends LogReader {
     fdatasyncSync(this.offsetsFd!);
   }
 
-  private write(records: Record_[], at: number, bytes: Buffer): void {
+  private write(records: Record_[], at: number, bytes: Buffer, index = true): void {
     const entries: Entry[] = [];
     let offset = at;
     for (const [i, r] of records.entries()) {
@@ -197,11 +203,11 @@ class LogWriter extends LogReader {
     }
     fdatasyncSync(this.logFd!);
     const slots = slotsOf(entries, this.n + 1);
-    if (!this.table || !insertSlots(this.tableFd!, this.table, slots, this.n + records.length)) {
-      this.rebuild(slots.length);
+    if (index && (!this.table || !insertSlots(this.tableFd!, this.table, slots, this.n + records.length))) {
+      this.rebuild();
       insertSlots(this.tableFd!, this.table!, slots, this.n + records.length);
     }
-    fdatasyncSync(this.tableFd!);
+    if (index) fdatasyncSync(this.tableFd!);
     this.assertAlone(offset);
     writeFully(this.offsetsFd!, encodeEntries(entries), this.n * ENTRY_SIZE);
     fdatasyncSync(this.offsetsFd!);
@@ -314,6 +320,29 @@ class LogWriter extends LogReader {
     return { count: this.n, hash: this.last };
   }
 
+  /**
+   * Appends `count` events made by `json(seq)` at disk speed, for tests and
+   * benchmarks: commits of 20,000 events that leave the table behind, then
+   * one whole build of the table (unless `table` is false: the table then
+   * lags, as after a crash, and the next writer brings it up to date).
+   */
+  generate(count: number, json: (seq: number) => Buffer, table: boolean): { count: number; hash: string } {
+    for (let done = 0; done < count;) {
+      const records: Record_[] = [];
+      let prev = this.last;
+      for (const end = Math.min(count, done + 20_000); done < end; done++) {
+        const bytes = json(this.n + records.length + 1);
+        records.push({ hash: (prev = chainHash(prev, bytes)), json: bytes });
+      }
+      this.write(records, this.end, Buffer.concat(records.map((r) => encodeRecord(r.hash, r.json))), false);
+    }
+    if (table) {
+      this.rebuild();
+      fdatasyncSync(this.tableFd!);
+    }
+    return { count: this.n, hash: this.last };
+  }
+
   /** Restores the configured modes (never widening them) on the events directory and its files, through descriptors (never a link's target). */
   restoreModes(dirMode: number, fileMode: number): void {
     this.events!.restoreMode(dirMode);
@@ -344,7 +373,7 @@ class LogWriter extends LogReader {
       });
     }
     if (!tableOk) {
-      this.rebuild(0);
+      this.rebuild();
       fdatasyncSync(this.tableFd!);
     }
     return { count: this.n, hash: prev, tableRebuilt: !tableOk };
@@ -423,6 +452,11 @@ export function appendEvents(dir: string, config: Config, requests: AppendReques
 /** Appends exact JSON bytes (an import) continuing the chain after `after`, which must be the current last hash. */
 export function appendRaw(dir: string, config: Config, after: string, jsons: Buffer[]): Promise<{ count: number; hash: string }> {
   return withWriter(dir, config, (w) => w.appendRaw(after, jsons));
+}
+
+/** Appends `count` generated events at disk speed (see LogWriter.generate): tests and benchmarks only. */
+export function generateEvents(dir: string, config: Config, count: number, json: (seq: number) => Buffer, table = true): Promise<{ count: number; hash: string }> {
+  return withWriter(dir, config, (w) => w.generate(count, json, table));
 }
 
 /**
