@@ -6,9 +6,10 @@
 // short (a kill -9 inside that write, a power loss) shows no entry at all:
 // the committed count is the number of entries up to the last one without
 // the flag (committedCount). 0.1.0 wrote the flag byte as 0, which reads as
-// one commit per entry. `table`: an on-disk open-addressing hash table from those
-// prefixes to sequence numbers. Keys are prefixes, so every hit is a candidate
-// the caller confirms against the record itself.
+// one commit per entry. `table`: an on-disk hash table from those prefixes to
+// sequence numbers (format 2, extendible hashing: described below, above
+// its code). Keys are prefixes, so every hit is a candidate the caller
+// confirms against the record itself.
 import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, renameSync, fchmodSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fsyncPath, readFully, writeFully } from './fsutil.ts';
