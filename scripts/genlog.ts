@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.ts';
 import { generateEvents } from '../src/eventlog.ts';
 import { parseStreamName, streamDir } from '../src/streams.ts';
+import { generatedEvent } from '../test/lib/bigindex.ts';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { stream: { type: 'string', default: 'default' }, 'no-table': { type: 'boolean' } } });
 const [dataDir, countArg] = positionals;
@@ -19,15 +20,6 @@ if (!dataDir || !Number.isSafeInteger(count) || count < 0) {
   process.exit(2);
 }
 const dir = streamDir(dataDir, parseStreamName(values.stream));
-const hex = (n: number, width: number) => n.toString(16).padStart(width, '0');
-// About 200 bytes, like a small app's event; the eventId is unique per position.
-const event = (seq: number) => Buffer.from(JSON.stringify({
-  eventId: `${hex(seq, 8)}-0000-4000-8000-${hex(Math.imul(seq, 0x9e3779b1) >>> 0, 12)}`,
-  eventType: 'generated',
-  body: { seq, text: 'a generated event of about two hundred bytes, for size and speed' },
-  createdBy: 'generator@example.com',
-  createdAt: new Date(Date.UTC(2025, 0, 1) + seq * 1000).toISOString(),
-}));
-const head = await generateEvents(dir, loadConfig(dataDir), count, event, !values['no-table']);
+const head = await generateEvents(dir, loadConfig(dataDir), count, generatedEvent, !values['no-table']);
 if (values['no-table']) rmSync(join(dir, 'table'), { force: true });
 console.log(`${head.count} ${head.hash}`);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ALICE, FRONT_END, cgiEnv, makeDataDir, siteSuite, tempDir } from './lib/harness.ts';
-import { cgiPeak, generate, generatedId, memoryCgroup } from './lib/bigindex.ts';
+import { cgiPeak, generate, generatedEvent, memoryCgroup } from './lib/bigindex.ts';
 import { rmSync } from 'node:fs';
 
 const JSON_TYPE = { 'Content-Type': 'application/json' };
@@ -54,9 +54,11 @@ memory('should repair the lost table of a 200,000-event log in a CGI append with
     const one = (await cgiPeak(first)).reply!.json()[0];
     const byHash = await cgiPeak(cgiEnv(dataDir, 'GET', `/events/${one.hash}`, { auth: ALICE }));
     assert.equal(byHash.reply!.json(), one);
-    const retry = JSON.stringify({ eventId: generatedId(7), eventType: 'generated', body: { seq: 7, text: 'a generated event of about two hundred bytes, for size and speed' } });
+    const seventh = JSON.parse(generatedEvent(7).toString('utf8'));
+    const retry = JSON.stringify({ eventId: seventh.eventId, eventType: seventh.eventType, body: seventh.body });
     const again = await cgiPeak(cgiEnv(dataDir, 'PUT', '/events', { auth: ALICE, body: retry, headers: JSON_TYPE }), retry);
     assert.is(again.reply!.status, 200, again.reply!.text);
+    assert.is(again.reply!.json().eventId, seventh.eventId);
     const count = await cgiPeak(cgiEnv(dataDir, 'HEAD', '/events', { auth: ALICE }));
     assert.is(count.reply!.headers['x-apie-count'], String(head.count + 1));
   } finally {

@@ -18,10 +18,22 @@ export function generate(dataDir: string, count: number, opts: { stream?: string
   return { count: Number(n), hash };
 }
 
-/** The eventId genlog gives event seq. */
+const hex = (n: number, width: number) => n.toString(16).padStart(width, '0');
+
+/** The eventId genlog gives event seq: unique per position. */
 export function generatedId(seq: number): string {
-  const hex = (n: number, width: number) => n.toString(16).padStart(width, '0');
   return `${hex(seq, 8)}-0000-4000-8000-${hex(Math.imul(seq, 0x9e3779b1) >>> 0, 12)}`;
+}
+
+/** The bytes genlog stores as event seq: about 200, like a small app's event. */
+export function generatedEvent(seq: number): Buffer {
+  return Buffer.from(JSON.stringify({
+    eventId: generatedId(seq),
+    eventType: 'generated',
+    body: { seq, text: 'a generated event of about two hundred bytes, for size and speed' },
+    createdBy: 'generator@example.com',
+    createdAt: new Date(Date.UTC(2025, 0, 1) + seq * 1000).toISOString(),
+  }));
 }
 
 const V1 = '/sys/fs/cgroup/memory';
