@@ -198,15 +198,21 @@ class LogWriter extends ChainReader {
 
   private completeTable(): void {
     if (this.table && this.table.indexed >= this.n) return;
-    const from = this.table ? this.table.indexed + 1 : 1;
-    const entries = readEntries(this.offsetsFd!, from, this.n);
-    if (!this.table || !insertSlots(this.tableFd!, this.table, slotsOf(entries, from), this.n)) this.rebuild(0);
+    if (!this.table) this.rebuild();
+    // In chunks: a table far behind (written meanwhile by an older Apie) costs time, not memory.
+    for (let from = this.table!.indexed + 1; from <= this.n; from += 4096) {
+      const last = Math.min(this.n, from + 4095);
+      if (!this.table || !insertSlots(this.tableFd!, this.table, slotsOf(readEntries(this.offsetsFd!, from, last), from), last)) {
+        this.rebuild();
+        break;
+      }
+    }
     fdatasyncSync(this.tableFd!);
   }
 
-  private rebuild(room: number): void {
+  private rebuild(): void {
     // The new table first: when it cannot be made (a full disk), the old one stays open and in use.
-    const fd = rebuildTable(this.events!.path('table'), readEntries(this.offsetsFd!, 1, this.n), room, this.mode);
+    const fd = rebuildTable(this.events!.path('table'), this.offsetsFd!, this.n, this.mode);
     if (this.tableFd !== undefined) closeSync(this.tableFd);
     this.tableFd = fd;
     this.table = tableInfo(this.tableFd);
@@ -238,7 +244,7 @@ class LogWriter extends ChainReader {
     await datasync(this.offsetsFd!, this.threaded);
   }
 
-  private async write(records: Record_[], at: number, bytes: Buffer): Promise<void> {
+  private async write(records: Record_[], at: number, bytes: Buffer, index = true): Promise<void> {
     const entries: Entry[] = [];
     let offset = at;
     for (const [i, r] of records.entries()) {
@@ -252,11 +258,11 @@ class LogWriter extends ChainReader {
     }
     await datasync(this.logFd!, this.threaded);
     const slots = slotsOf(entries, this.n + 1);
-    if (!this.table || !insertSlots(this.tableFd!, this.table, slots, this.n + records.length)) {
-      this.rebuild(slots.length);
+    if (index && (!this.table || !insertSlots(this.tableFd!, this.table, slots, this.n + records.length))) {
+      this.rebuild();
       insertSlots(this.tableFd!, this.table!, slots, this.n + records.length);
     }
-    await datasync(this.tableFd!, this.threaded);
+    if (index) await datasync(this.tableFd!, this.threaded);
     this.assertAlone(offset);
     writeFully(this.offsetsFd!, encodeEntries(entries), this.n * ENTRY_SIZE);
     await datasync(this.offsetsFd!, this.threaded);
@@ -369,6 +375,29 @@ class LogWriter extends ChainReader {
     return { count: this.n, hash: this.last };
   }
 
+  /**
+   * Appends `count` events made by `json(seq)` at disk speed, for tests and
+   * benchmarks: commits of 20,000 events that leave the table behind, then
+   * one whole build of the table (unless `table` is false: the table then
+   * lags, as after a crash, and the next writer brings it up to date).
+   */
+  async generate(count: number, json: (seq: number) => Buffer, table: boolean): Promise<{ count: number; hash: string }> {
+    for (let done = 0; done < count;) {
+      const records: Record_[] = [];
+      let prev = this.last;
+      for (const end = Math.min(count, done + 20_000); done < end; done++) {
+        const bytes = json(this.n + records.length + 1);
+        records.push({ hash: (prev = chainHash(prev, bytes)), json: bytes });
+      }
+      await this.write(records, this.end, Buffer.concat(records.map((r) => encodeRecord(r.hash, r.json))), false);
+    }
+    if (table) {
+      this.rebuild();
+      fdatasyncSync(this.tableFd!);
+    }
+    return { count: this.n, hash: this.last };
+  }
+
   /** Restores the configured modes (never widening them) on the events directory and its files, through descriptors (never a link's target). */
   restoreModes(dirMode: number, fileMode: number): void {
     this.events!.restoreMode(dirMode);
@@ -387,7 +416,7 @@ class LogWriter extends ChainReader {
   verify(from: Checked = this.start()): { count: number; hash: string; tableRebuilt: boolean } {
     const at = this.check(from.seq + 1, this.n, from);
     if (!at.tableOk) {
-      this.rebuild(0);
+      this.rebuild();
       fdatasyncSync(this.tableFd!);
     }
     return { count: this.n, hash: at.prev, tableRebuilt: !at.tableOk };
@@ -470,6 +499,11 @@ export function appendRaw(dir: string, config: Config, after: string, jsons: Buf
 // Events a verify checks between two turns of the event loop: a server's
 // requests wait at most for one such chunk.
 const VERIFY_CHUNK = 256;
+
+/** Appends `count` generated events at disk speed (see LogWriter.generate): tests and benchmarks only. */
+export function generateEvents(dir: string, config: Config, count: number, json: (seq: number) => Buffer, table = true): Promise<{ count: number; hash: string }> {
+  return withWriter(dir, config, (w) => w.generate(count, json, table));
+}
 
 /**
  * Repairs a crashed append, restores file modes and recomputes the whole chain

@@ -4,7 +4,7 @@
 // directory (streams.ts says which): a link on the way is damage, never followed.
 import { closeSync, constants, watch } from 'node:fs';
 import { ApieError } from './errors.ts';
-import { KIND_HASH, KIND_ID, seqsWithKey, committedCount, hashKey, idKey, readEntries, tableInfo, type TableInfo } from './eventindex.ts';
+import { KIND_HASH, KIND_ID, seqsInEntries, seqsWithKey, committedCount, hashKey, idKey, readEntries, tableInfo, type TableInfo } from './eventindex.ts';
 import { nearestExisting, readFully } from './fsutil.ts';
 import { SafeDir } from './nofollow.ts';
 import { logLocation } from './streams.ts';
@@ -162,13 +162,7 @@ export class LogReader {
     }
     // Events the table does not cover (missing table, or not yet rebuilt): scan their entries.
     const from = this.table ? this.table.indexed + 1 : 1;
-    const field = kind === KIND_HASH ? 'hashKey' : 'idKey';
-    for (let first = from; first <= this.count; first += 4096) {
-      const entries = readEntries(this.offsetsFd!, first, Math.min(this.count, first + 4095));
-      for (let i = 0; i < entries.length; i++) {
-        if (entries[i][field].equals(key) && confirm(first + i)) return first + i;
-      }
-    }
+    for (const seq of seqsInEntries(this.offsetsFd!, from, this.count, key, kind)) if (confirm(seq)) return seq;
     return undefined;
   }
 

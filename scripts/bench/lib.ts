@@ -17,7 +17,7 @@ export interface Row {
   section: string;
   what: string;
   value: number;
-  unit: 'ms' | 'MiB/s' | 'req/s' | 'MiB' | 'KiB' | 'events/s';
+  unit: 'ms' | 'MiB/s' | 'req/s' | 'MiB' | 'KiB' | 'events/s' | 'B/event';
   baseline?: { what: string; value: number };
   /** Largest acceptable value/baseline (or smallest, with atLeast). */
   goal?: number;
