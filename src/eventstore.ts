@@ -1,40 +1,130 @@
 // What the event handlers need from a stream's log, whoever serves them: a
-// CGI process (one request, straight to the files) or the server (livelog.ts:
-// open files, group commit, waiters woken in memory).
+// CGI process (one request, straight to the files), the server (livelog.ts:
+// open files, group commit, waiters woken in memory), or any other store.
+// Reads are asynchronous so that a store may be remote and a server never
+// waits on them; a view is a snapshot, so a handler may await while it holds one.
 import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
-import { appendEvents, LogReader, waitForMore, type AppendRequest, type AppendResult } from './eventlog.ts';
-import { streamDir } from './streams.ts';
+import { appendEvents, EMPTY_HASH, LogReader, verifyLog, waitForMore, type AppendRequest, type AppendResult, type StoredEvent } from './eventlog.ts';
+import { streamDir, streamNames } from './streams.ts';
+import type { Context } from './types.ts';
+
+/** An immutable snapshot of a stream's committed events: count and head never move under its holder. */
+export interface EventView {
+  readonly count: number;
+  /** The hash of event `count`, or EMPTY_HASH for an empty log. */
+  readonly head: string;
+  /** The position of the event with this hash within the view, or undefined. */
+  seqOfHash(hash: string): Promise<number | undefined>;
+  /** The position of the event with this eventId within the view, or undefined. */
+  seqOfEventId(eventId: string): Promise<number | undefined>;
+  /** Event seq, 1 ≤ seq ≤ count. */
+  read(seq: number): Promise<StoredEvent>;
+  /** Events first..last, inclusive, last ≤ count. */
+  readRange(first: number, last: number): Promise<StoredEvent[]>;
+  close(): void;
+}
 
 export interface EventStore {
-  /** The directory of the stream's log. */
-  readonly dir: string;
-  /** A view of the committed events, current as of this call; close() it when done. */
-  view(): LogReader;
+  /** The stream's name ('default' for /events). */
+  readonly name: string;
+  /** A snapshot of the committed events as of this call; close() it when done. */
+  view(): Promise<EventView>;
   /** Appends one request (an event or a batch), or finds it stored when retried; throws 'conflict', 'precondition-failed'… */
   append(request: AppendRequest): Promise<AppendResult>;
   /** True as soon as the log holds more than `known` events; false after `ms` or on abort. */
   waitForMore(known: number, ms: number, signal?: AbortSignal): Promise<boolean>;
+  /** Repairs and recomputes the whole chain; throws 'damaged' naming the first bad event. */
+  verify(): Promise<{ count: number; hash: string; tableRebuilt?: boolean }>;
 }
 
 /** The event stores of a data directory, one per stream (the name must be valid). */
 export interface Streams {
   stream(name: string): EventStore;
+  /** The names of the streams that exist, sorted. */
+  names(): Promise<string[]>;
+}
+
+/**
+ * A snapshot over a file reader of the log: events past `count` (appended
+ * after the snapshot, seen by a reader that is shared and moves on) are not in it.
+ */
+export class FileView implements EventView {
+  readonly count: number;
+  readonly head: string;
+  private readonly reader: LogReader;
+  private readonly release: () => void;
+
+  constructor(reader: LogReader, release: () => void) {
+    this.reader = reader;
+    this.release = release;
+    this.count = reader.count;
+    this.head = this.count === 0 ? EMPTY_HASH : reader.read(this.count).hash;
+  }
+
+  async seqOfHash(hash: string): Promise<number | undefined> {
+    return this.within(this.reader.seqOfHash(hash));
+  }
+
+  async seqOfEventId(eventId: string): Promise<number | undefined> {
+    return this.within(this.reader.seqOfEventId(eventId));
+  }
+
+  async read(seq: number): Promise<StoredEvent> {
+    this.check(seq, seq);
+    return this.reader.read(seq);
+  }
+
+  async readRange(first: number, last: number): Promise<StoredEvent[]> {
+    if (last < first) return [];
+    this.check(first, last);
+    return this.reader.readRange(first, last);
+  }
+
+  close(): void {
+    this.release();
+  }
+
+  private within(seq: number | undefined): number | undefined {
+    return seq !== undefined && seq <= this.count ? seq : undefined;
+  }
+
+  private check(first: number, last: number): void {
+    if (first < 1 || last > this.count) throw new ApieError('internal', `events ${first}..${last} are outside a view of ${this.count}`);
+  }
 }
 
 /** The store of a process that serves one request: every call goes to the files. */
-export function directStore(dir: string, config: Config): EventStore {
+export function directStore(dataDir: string, name: string, config: Config): EventStore {
+  const dir = streamDir(dataDir, name);
   return {
-    dir,
-    view: () => new LogReader(dir),
+    name,
+    view: async () => {
+      const reader = new LogReader(dir);
+      try {
+        return new FileView(reader, () => reader.close());
+      } catch (err) {
+        reader.close();
+        throw err;
+      }
+    },
     append: async (request) => settle((await appendEvents(dir, config, [request]))[0]),
     waitForMore: (known, ms, signal) => waitForMore(dir, known, ms, signal),
+    verify: () => verifyLog(dir, config),
   };
 }
 
 /** The streams of a data directory for a process that serves one request. */
 export function directStreams(dataDir: string, config: Config): Streams {
-  return { stream: (name) => directStore(streamDir(dataDir, name), config) };
+  return {
+    stream: (name) => directStore(dataDir, name, config),
+    names: async () => streamNames(dataDir),
+  };
+}
+
+/** The streams a request reaches: the server hands in its live stores; a CGI process goes to the files. */
+export function streamsOf(ctx: Context): Streams {
+  return ctx.streams ?? directStreams(ctx.dataDir, ctx.config);
 }
 
 /** The result of one request of a batch, or its refusal thrown. */

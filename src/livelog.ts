@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
 import { committedCount, tableInfo } from './eventindex.ts';
-import { appendEvents, LogReader, type AppendRequest, type AppendResult } from './eventlog.ts';
+import { appendEvents, count as countEvents, LogReader, verifyLog, type AppendRequest, type AppendResult } from './eventlog.ts';
 import { nearestExisting } from './fsutil.ts';
-import type { EventStore, Streams } from './eventstore.ts';
-import { streamDir } from './streams.ts';
+import { FileView, type EventStore, type EventView, type Streams } from './eventstore.ts';
+import { streamDir, streamNames } from './streams.ts';
 
 // Stores kept open at once; idle ones beyond this are closed, least recently used first.
 const MAX_OPEN = 128;
@@ -58,9 +58,12 @@ interface Pending {
 }
 
 export class LiveStore implements EventStore {
+  readonly name: string;
   readonly dir: string;
   private readonly config: Config;
   private readonly reader: LiveReader;
+  // Views handed out and not yet closed: the store is not closed under them.
+  private views = 0;
   private queue: Pending[] = [];
   private committing = false;
   private disposed = false;
@@ -69,31 +72,38 @@ export class LiveStore implements EventStore {
   private watched?: string;
   private poll?: NodeJS.Timeout;
 
-  constructor(dir: string, config: Config) {
-    this.dir = dir;
+  constructor(dataDir: string, name: string, config: Config) {
+    this.name = name;
+    this.dir = streamDir(dataDir, name);
     this.config = config;
-    this.reader = new LiveReader(dir);
+    this.reader = new LiveReader(this.dir);
   }
 
-  view(): LogReader {
+  async view(): Promise<EventView> {
     // A handler that still holds a store closed meanwhile gets a view of its own.
-    if (this.disposed) return new LogReader(this.dir);
+    if (this.disposed) {
+      const reader = new LogReader(this.dir);
+      return new FileView(reader, () => reader.close());
+    }
     this.reader.refresh();
-    return this.reader;
+    const view = new FileView(this.reader, () => this.views--);
+    this.views++;
+    return view;
+  }
+
+  verify(): Promise<{ count: number; hash: string; tableRebuilt: boolean }> {
+    return verifyLog(this.dir, this.config);
   }
 
   private count(): number {
-    const view = this.view();
-    try {
-      return view.count;
-    } finally {
-      view.close();
-    }
+    if (this.disposed) return countEvents(this.dir);
+    this.reader.refresh();
+    return this.reader.count;
   }
 
-  /** Nothing in flight and nobody waiting: the store may be closed. */
+  /** Nothing in flight, nobody waiting or reading: the store may be closed. */
   idle(): boolean {
-    return !this.committing && this.queue.length === 0 && this.waiters.size === 0;
+    return !this.committing && this.queue.length === 0 && this.waiters.size === 0 && this.views === 0;
   }
 
   /** Closes the files; later calls still work, from fresh views. */
@@ -215,11 +225,15 @@ export class LiveStreams implements Streams {
     if (store) {
       this.stores.delete(name);
     } else {
-      store = new LiveStore(streamDir(this.dataDir, name), this.config);
+      store = new LiveStore(this.dataDir, name, this.config);
       this.evict();
     }
     this.stores.set(name, store);
     return store;
+  }
+
+  async names(): Promise<string[]> {
+    return streamNames(this.dataDir);
   }
 
   private evict(): void {

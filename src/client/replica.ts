@@ -194,12 +194,19 @@ export class Replica {
 
   // ---- pending events -----------------------------------------------------
 
-  /** Queues events durably (resolves once stored) and shows them in every view at once. */
+  /**
+   * Queues events durably and shows them in every view once stored: what a
+   * user sees survives a reload at once (a page unloaded in the middle of a
+   * storage write loses that write).
+   */
   async enqueue(events: PendingEvent[]): Promise<void> {
     await this.load();
     this.pending = [...this.pending, ...events];
-    this.changed();
-    await this.save({ add: events });
+    try {
+      await this.save({ add: events });
+    } finally {
+      this.changed();
+    }
   }
 
   private drop(event: PendingEvent): void {

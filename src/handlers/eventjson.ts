@@ -1,7 +1,8 @@
 // What the JSON answers and the event stream share: a stored event as it
 // goes on the wire, and the position of the event a request names by hash.
 import { ApieError } from '../errors.ts';
-import type { LogReader, StoredEvent } from '../eventlog.ts';
+import type { StoredEvent } from '../eventlog.ts';
+import type { EventView } from '../eventstore.ts';
 
 // The original Apie hashed its events with a last member `"hash":null`.
 const NULL_HASH = /"hash"\s*:\s*null\s*\}\s*$/;
@@ -28,8 +29,8 @@ export function eventBody(e: StoredEvent): Buffer {
 }
 
 /** The position of the event with this hash; 404 when the log has none. */
-export function seqOf(reader: LogReader, hash: string): number {
-  const seq = reader.seqOfHash(hash);
+export async function seqOf(view: EventView, hash: string): Promise<number> {
+  const seq = await view.seqOfHash(hash);
   if (seq === undefined) throw new ApieError('not-found', `no event with hash ${hash}`);
   return seq;
 }

@@ -4,10 +4,10 @@
 import { authorize, mayRead } from '../access.ts';
 import { ApieError } from '../errors.ts';
 import { eventInputProblem } from '../eventinput.ts';
-import { EMPTY_HASH, head, LogReader, verifyLog, type NewEvent, type StoredEvent } from '../eventlog.ts';
-import { directStore, type EventStore } from '../eventstore.ts';
+import { EMPTY_HASH, type NewEvent, type StoredEvent } from '../eventlog.ts';
+import { streamsOf, type EventStore, type EventView } from '../eventstore.ts';
 import { hashHeaders, json, noneMatch, notModified, parseEtags, parseHash, readJson } from '../http.ts';
-import { DEFAULT_STREAM, parseStreamName, streamDir, streamNames } from '../streams.ts';
+import { DEFAULT_STREAM, parseStreamName } from '../streams.ts';
 import type { ApieRequest, ApieResponse, Context } from '../types.ts';
 import { eventBody, seqOf, withHash } from './eventjson.ts';
 
@@ -24,18 +24,19 @@ function arrayBody(events: StoredEvent[]): Buffer[] {
 }
 const COMMA = Buffer.from(',');
 
-// A long answer streams in batches, from its own view of the (immutable) events.
-async function* streamEvents(dir: string, first: number, last: number): AsyncGenerator<Buffer> {
-  const reader = new LogReader(dir);
+// A long answer streams in batches, from a view of its own: the handler's is
+// closed by the time the body is sent.
+async function* streamEvents(store: EventStore, first: number, last: number): AsyncGenerator<Buffer> {
+  const view = await store.view();
   try {
     yield Buffer.from('[');
     for (let from = first; from <= last; from += BATCH) {
-      const part = arrayBody(reader.readRange(from, Math.min(last, from + BATCH - 1)));
+      const part = arrayBody(await view.readRange(from, Math.min(last, from + BATCH - 1)));
       yield Buffer.concat(from === first ? part : [COMMA, ...part]);
     }
     yield Buffer.from(']');
   } finally {
-    reader.close();
+    view.close();
   }
 }
 
@@ -58,11 +59,11 @@ function parseQuery(query: URLSearchParams): Query {
 
 // The positions a query asks for; first > last means none. after may be the
 // empty log's hash, meaning "from the start".
-function range(reader: LogReader, q: Query): { first: number; last: number } {
+async function range(view: EventView, q: Query): Promise<{ first: number; last: number }> {
   let first = 1;
-  if (q.from !== undefined) first = seqOf(reader, q.from);
-  if (q.after !== undefined) first = (q.after === EMPTY_HASH ? 0 : seqOf(reader, q.after)) + 1;
-  const last = q.to === undefined ? reader.count : seqOf(reader, q.to);
+  if (q.from !== undefined) first = await seqOf(view, q.from);
+  if (q.after !== undefined) first = (q.after === EMPTY_HASH ? 0 : await seqOf(view, q.after)) + 1;
+  const last = q.to === undefined ? view.count : await seqOf(view, q.to);
   return { first, last };
 }
 
@@ -74,9 +75,8 @@ function streamFor(ctx: Context, param: string | undefined, action: 'read' | 'wr
   return name;
 }
 
-// The server hands in its live stores; a CGI process goes to the files.
 function storeOf(ctx: Context, stream: string): EventStore {
-  return ctx.streams?.stream(stream) ?? directStore(streamDir(ctx.dataDir, stream), ctx.config);
+  return streamsOf(ctx).stream(stream);
 }
 
 /** GET /events[?from|after|to|limit|wait]; an event stream when asked for one. */
@@ -96,20 +96,20 @@ export function headEvents(req: ApieRequest, ctx: Context, [param]: (string | un
 async function answerEvents(req: ApieRequest, ctx: Context, stream: string, withBody: boolean): Promise<ApieResponse> {
   const q = parseQuery(req.query);
   const store = storeOf(ctx, stream);
-  let reader = store.view();
+  let view = await store.view();
   try {
-    let { first, last } = range(reader, q);
-    if (q.wait !== undefined && q.to === undefined && first > reader.count) {
-      const known = reader.count;
-      reader.close();
+    let { first, last } = await range(view, q);
+    if (q.wait !== undefined && q.to === undefined && first > view.count) {
+      const known = view.count;
+      view.close();
       await store.waitForMore(known, Number(q.wait) * 1000, ctx.shutdown);
-      reader = store.view();
-      ({ first, last } = range(reader, q));
+      view = await store.view();
+      ({ first, last } = await range(view, q));
     }
     const end = q.limit === undefined ? last : Math.min(last, first + Number(q.limit) - 1);
-    const headers: Record<string, string | number> = { 'X-Apie-Count': reader.count };
+    const headers: Record<string, string | number> = { 'X-Apie-Count': view.count };
     if (end < first) return json([], 200, headers);
-    const lastHash = reader.read(end).hash;
+    const lastHash = end === view.count ? view.head : (await view.read(end)).hash;
     Object.assign(headers, hashHeaders(lastHash));
     if (end < last) {
       const to = q.to === undefined ? '' : `&to=${q.to}`;
@@ -119,25 +119,25 @@ async function answerEvents(req: ApieRequest, ctx: Context, stream: string, with
     if (noneMatch(req, lastHash)) return notModified(lastHash, headers);
     headers['Content-Type'] = 'application/json';
     const body = !withBody ? null
-      : end - first >= BATCH ? streamEvents(store.dir, first, end)
-      : Buffer.concat([Buffer.from('['), ...arrayBody(reader.readRange(first, end)), Buffer.from(']')]);
+      : end - first >= BATCH ? streamEvents(store, first, end)
+      : Buffer.concat([Buffer.from('['), ...arrayBody(await view.readRange(first, end)), Buffer.from(']')]);
     return { status: 200, headers, body };
   } finally {
-    reader.close();
+    view.close();
   }
 }
 
 /** GET /events/H: one event. */
-export function getEvent(req: ApieRequest, ctx: Context, [param, path]: (string | undefined)[]): ApieResponse {
+export async function getEvent(req: ApieRequest, ctx: Context, [param, path]: (string | undefined)[]): Promise<ApieResponse> {
   const stream = streamFor(ctx, param, 'read');
   const hash = parseHash(path!);
-  const reader = storeOf(ctx, stream).view();
+  const view = await storeOf(ctx, stream).view();
   try {
-    const event = reader.read(seqOf(reader, hash));
+    const event = await view.read(await seqOf(view, hash));
     if (noneMatch(req, hash)) return notModified(hash);
     return { status: 200, headers: { 'Content-Type': 'application/json', ...hashHeaders(hash) }, body: eventBody(event) };
   } finally {
-    reader.close();
+    view.close();
   }
 }
 
@@ -202,17 +202,19 @@ export async function appendEvent(req: ApieRequest, ctx: Context, [param]: (stri
 /** POST /events/verify (admins): recompute the chain from disk and restore file modes. */
 export async function verifyEvents(_req: ApieRequest, ctx: Context, [param]: (string | undefined)[]): Promise<ApieResponse> {
   const stream = streamFor(ctx, param, 'admin');
-  const { count, hash } = await verifyLog(streamDir(ctx.dataDir, stream), ctx.config);
+  const { count, hash } = await storeOf(ctx, stream).verify();
   return json({ status: 'ok', count, hash });
 }
 
 /** GET /streams: the streams the caller may read that hold events, with their counts and last hashes, by name. */
-export function getStreams(_req: ApieRequest, ctx: Context): ApieResponse {
+export async function getStreams(_req: ApieRequest, ctx: Context): Promise<ApieResponse> {
+  const streams = streamsOf(ctx);
   const list = [];
-  for (const name of streamNames(ctx.dataDir)) {
+  for (const name of await streams.names()) {
     if (!mayRead(ctx, name)) continue;
-    const { count, hash } = head(streamDir(ctx.dataDir, name));
-    if (count > 0) list.push({ name, count, hash });
+    const view = await streams.stream(name).view();
+    view.close();
+    if (view.count > 0) list.push({ name, count: view.count, hash: view.head });
   }
   return json(list);
 }

@@ -14,15 +14,15 @@ import { eventBody, seqOf } from './eventjson.ts';
 const HEARTBEAT_MS = 15_000;
 const BATCH = 500;
 
-export function eventStream(req: ApieRequest, ctx: Context, store: EventStore): ApieResponse {
+export async function eventStream(req: ApieRequest, ctx: Context, store: EventStore): Promise<ApieResponse> {
   for (const key of req.query.keys()) {
     if (key !== 'after') throw new ApieError('bad-request', `unknown query parameter "${key}" for an event stream; known: after`);
   }
   const start = parseHash(req.headers['last-event-id'] ?? req.query.get('after') ?? EMPTY_HASH, 'Last-Event-ID / after');
-  const view = store.view();
+  const view = await store.view();
   let position: number;
   try {
-    position = start === EMPTY_HASH ? 0 : seqOf(view, start);
+    position = start === EMPTY_HASH ? 0 : await seqOf(view, start);
   } finally {
     view.close();
   }
@@ -30,9 +30,13 @@ export function eventStream(req: ApieRequest, ctx: Context, store: EventStore): 
   async function* events(): AsyncGenerator<string> {
     yield 'retry: 2000\n\n';
     while (!stop.aborted) {
-      const v = store.view();
-      const batch = v.count > position ? v.readRange(position + 1, Math.min(v.count, position + BATCH)) : [];
-      v.close();
+      const v = await store.view();
+      let batch;
+      try {
+        batch = v.count > position ? await v.readRange(position + 1, Math.min(v.count, position + BATCH)) : [];
+      } finally {
+        v.close();
+      }
       if (batch.length) {
         // Imported events may hold newlines; SSE joins `data:` lines with them.
         yield batch.map((e) => `id: ${e.hash}\ndata: ${eventBody(e).toString('utf8').replace(/\n/g, '\ndata: ')}\n\n`).join('');
