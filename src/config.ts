@@ -23,6 +23,8 @@ export interface Config extends AccessConfig {
   storageBaseUrl: string | null;
   /** Whether the web server serves blobs directly as static files. */
   storageStatic: boolean;
+  /** Where the event streams live: null for the files of the data directory, or a postgres:// URL (libpq's form). */
+  eventStore: string | null;
 }
 
 export const defaults: Config = {
@@ -35,6 +37,7 @@ export const defaults: Config = {
   corsOrigins: [],
   storageBaseUrl: null,
   storageStatic: false,
+  eventStore: null,
   admins: null,
   groups: {},
   access: [],
@@ -87,7 +90,19 @@ const checks: Record<Exclude<keyof Config, keyof AccessConfig>, Check> = {
     if (typeof v !== 'boolean') throw misconfigured(`apie.json: "${key}" must be true or false`);
     return v;
   },
+  eventStore: (v, key) => {
+    if (v === null || (typeof v === 'string' && isPostgresUrl(v))) return v;
+    throw misconfigured(`${key === EVENT_STORE_ENV ? EVENT_STORE_ENV : `apie.json: "${key}"`} must be a PostgreSQL URL (postgres://…) or null`);
+  },
 };
+
+/** Whether an event store setting names PostgreSQL. */
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//.test(url);
+}
+
+// Overrides apie.json's eventStore: several servers can share one data directory's settings and each name its database.
+const EVENT_STORE_ENV = 'APIE_EVENT_STORE';
 
 /** Validates parsed apie.json content and fills in the defaults. */
 export function parseConfig(raw: unknown): Config {
@@ -109,12 +124,20 @@ export function parseConfig(raw: unknown): Config {
  */
 export function configJson(config: Config): Record<string, unknown> {
   const octal = (mode: number) => `0${mode.toString(8)}`;
-  const { admins: _admins, groups: _groups, access: _access, ...rest } = config;
+  // eventStore may hold the database's password.
+  const { admins: _admins, groups: _groups, access: _access, eventStore: _eventStore, ...rest } = config;
   return { ...rest, fileMode: octal(config.fileMode), dirMode: octal(config.dirMode) };
 }
 
-/** Reads DIR/apie.json; a missing file means all defaults. */
+/** Reads DIR/apie.json (a missing file means all defaults), and APIE_EVENT_STORE. */
 export function loadConfig(dataDir: string): Config {
+  const config = readConfig(dataDir);
+  const env = process.env[EVENT_STORE_ENV];
+  if (env) config.eventStore = checks.eventStore(env, EVENT_STORE_ENV) as string;
+  return config;
+}
+
+function readConfig(dataDir: string): Config {
   const bytes = readFileNoFollow(dataDir, 'apie.json');
   if (bytes === null) return { ...defaults };
   const text = bytes.toString('utf8');

@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { handle, refuse } from './app.ts';
 import { ApieError, errorResponse } from './errors.ts';
+import { openStreams } from './eventstore.ts';
 import { LiveStreams } from './livelog.ts';
 import { openToSend } from './nofollow.ts';
 import { bodyLength, isFileBody, type ApieRequest, type ApieResponse, type Context } from './types.ts';
@@ -89,7 +90,7 @@ const shutdowns = new WeakMap<Server, AbortController>();
 
 /** Starts listening; resolves once the port is bound. */
 export function startServer(opts: ServerOptions): Promise<Server> {
-  const streams = new LiveStreams(opts.ctx.dataDir, opts.ctx.config);
+  const streams = openStreams(opts.ctx.dataDir, opts.ctx.config, () => new LiveStreams(opts.ctx.dataDir, opts.ctx.config));
   const shutdown = new AbortController();
   // Node checks the header and request timeouts on this interval (30 s by
   // default, so a 20 s limit came to 20–50 s): once a second keeps it 20–21 s.
@@ -121,6 +122,7 @@ export function startServer(opts: ServerOptions): Promise<Server> {
   // Uploads of gigabytes may take long: no limit on the whole request.
   server.requestTimeout = 0;
   shutdowns.set(server, shutdown);
+  server.once('close', () => void streams.close?.());
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve(server));
