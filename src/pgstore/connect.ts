@@ -101,6 +101,9 @@ export function openDatabase(url: string, max: number): Database {
         throw storeError(err);
       }
       let broken: unknown;
+      // The connection dropping between two statements must not crash the process: the next statement fails instead.
+      const ignore = () => {};
+      client.on('error', ignore);
       try {
         await client.query('BEGIN');
         const result = await fn(client);
@@ -113,6 +116,7 @@ export function openDatabase(url: string, max: number): Database {
         await client.query('ROLLBACK').catch(() => {});
         throw storeError(err);
       } finally {
+        client.off('error', ignore);
         const error = broken !== undefined && storeError(broken).code === 'busy' ? (broken as Error) : undefined;
         client.release(error);
       }
