@@ -254,7 +254,8 @@ export async function startServe(dataDir: string, extra: string[] = []): Promise
 
 /** Stops a child process and waits for it. */
 export function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  // A child killed by a signal has no exit code, and exits only once.
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
   return new Promise((res) => {
     child.once('exit', (code) => res(code));
     child.kill(signal);
