@@ -74,6 +74,7 @@ const CONNECT_TIMEOUT_MS = 5000;
  */
 export function openDatabase(url: string, max: number): Database {
   let pool: Promise<pg.Pool> | undefined;
+  const prepared = new Map<string, string>();
   const getPool = () => {
     pool ??= loadDriver().then((driver) => {
       // allowExitOnIdle: a CGI request or a command ends when its work is done,
@@ -88,7 +89,10 @@ export function openDatabase(url: string, max: number): Database {
   return {
     async query(text, values) {
       try {
-        return (await (await getPool()).query(text, values)).rows;
+        // Prepared once per connection: the requests' few statements are planned once, not per request.
+        let name = prepared.get(text);
+        if (name === undefined) prepared.set(text, (name = `apie${prepared.size + 1}`));
+        return (await (await getPool()).query({ name, text, values })).rows;
       } catch (err) {
         throw storeError(err);
       }

@@ -62,8 +62,11 @@ class PgView implements EventView {
   // Events a lookup already brought back (GET /events/H reads what it looked up).
   private readonly found = new Map<number, StoredEvent>();
 
-  constructor(db: Database, head: Head) {
+  private readonly cache: EventCache;
+
+  constructor(db: Database, head: Head, cache: EventCache) {
     this.db = db;
+    this.cache = cache;
     this.stream = head.id;
     this.count = head.count;
     this.head = head.head;
@@ -71,6 +74,8 @@ class PgView implements EventView {
 
   async seqOfHash(hash: string): Promise<number | undefined> {
     if (this.count === 0) return undefined;
+    const cached = this.cache.get(hash);
+    if (cached) return cached.seq <= this.count ? this.remember(cached) : undefined;
     const [row] = await this.db.query<EventRow>('SELECT seq, hash, bytes FROM apie_events WHERE stream = $1 AND hash = $2 AND seq <= $3', [this.stream, Buffer.from(hash, 'hex'), this.count]);
     return row && this.remember(stored(row));
   }
@@ -96,9 +101,34 @@ class PgView implements EventView {
 
   private remember(event: StoredEvent): number {
     this.found.set(event.seq, event);
+    this.cache.set(event);
     return event.seq;
   }
 }
+
+// Events looked up by hash, most recent last: a committed event never
+// changes, so a server answers GET /events/H again without the lookup.
+class EventCache {
+  private readonly events = new Map<string, StoredEvent>();
+
+  get(hash: string): StoredEvent | undefined {
+    const event = this.events.get(hash);
+    if (event) {
+      this.events.delete(hash);
+      this.events.set(hash, event);
+    }
+    return event;
+  }
+
+  set(event: StoredEvent): void {
+    if (this.events.has(event.hash)) return;
+    this.events.set(event.hash, event);
+    if (this.events.size > EVENT_CACHE) this.events.delete(this.events.keys().next().value!);
+  }
+}
+
+// Events kept by each stream of a server (a CGI request keeps none past itself).
+const EVENT_CACHE = 10_000;
 
 // Locks the stream's head row for the transaction, creating it on the first append.
 async function lockHead(q: Queryable, name: string): Promise<Head & { id: number }> {
@@ -159,6 +189,7 @@ export class PgStore implements EventStore {
   private readonly db: Database;
   private readonly listener: Listener;
   private readonly ready: () => Promise<void>;
+  private readonly cache = new EventCache();
   private queue: Pending[] = [];
   private committing = false;
 
@@ -171,7 +202,7 @@ export class PgStore implements EventStore {
 
   async view(): Promise<EventView> {
     await this.ready();
-    return new PgView(this.db, await readHead(this.db, this.name));
+    return new PgView(this.db, await readHead(this.db, this.name), this.cache);
   }
 
   /** Nothing in flight: the store may be forgotten. */
