@@ -120,15 +120,23 @@ if (available) {
     const random = seeded('pgstore: kill -9 mid-batch');
     const answered = new Set<string>();
     let failedOnA = 0;
-    // Writers on both servers; A dies under them after a random share of the first batch's time.
+    let answeredOnA = 0;
+    // How long a batch takes here, so the kill lands before, inside or after a commit.
+    const started = Date.now();
+    assert.is((await append(a, batchOf(200, 'warm'))).status, 200);
+    const span = Date.now() - started;
+    answered.add('warm');
+    // Writers on both servers, 12 batches each; A dies after a random few of its own.
     const writers = Array.from({ length: 6 }, async (_, w) => {
-      for (let i = 0; i < 8; i++) {
+      for (let i = 0; i < 12; i++) {
         const server = w % 2 ? b : a;
         const tag = `${w}-${i}`;
         try {
           const r = await append(server, batchOf(200, tag));
-          if (r.status === 200) answered.add(tag);
-          else assert.is(r.status, 503, JSON.stringify(r.json));
+          if (r.status === 200) {
+            answered.add(tag);
+            if (server === a) answeredOnA++;
+          } else assert.is(r.status, 503, JSON.stringify(r.json));
         } catch {
           failedOnA++; // A's connection died with it
           assert.is(server, a);
@@ -136,10 +144,9 @@ if (available) {
         }
       }
     });
-    const started = Date.now();
-    await append(a, batchOf(200, 'warm'));
-    answered.add('warm');
-    await new Promise((r) => setTimeout(r, (Date.now() - started) * (1 + 3 * random())));
+    const before = 1 + Math.floor(random() * 12);
+    await waitFor(`A to answer ${before} batches`, () => answeredOnA >= before);
+    await new Promise((r) => setTimeout(r, span * random()));
     await stop(a.child, 'SIGKILL');
     await Promise.all(writers);
     assert.ok(failedOnA > 0, 'A was killed after its writers were done');

@@ -89,12 +89,19 @@ class PgView implements EventView {
   }
 
   async read(seq: number): Promise<StoredEvent> {
+    this.check(seq, seq);
     return this.found.get(seq) ?? (await readEvents(this.db, this.stream!, seq, seq))[0];
   }
 
   async readRange(first: number, last: number): Promise<StoredEvent[]> {
     if (last < first) return [];
+    this.check(first, last);
     return readEvents(this.db, this.stream!, first, last);
+  }
+
+  // Events committed after the snapshot are in the table too: never read them through it.
+  private check(first: number, last: number): void {
+    if (first < 1 || last > this.count) throw new ApieError('internal', `events ${first}..${last} are outside a view of ${this.count}`);
   }
 
   close(): void {}
