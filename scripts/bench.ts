@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXE, ROOT, type Row } from './bench/lib.ts';
 
-const SECTIONS = ['startup', 'auth', 'events', 'streams', 'storage', 'server', 'client', 'index'];
+const SECTIONS = ['startup', 'auth', 'events', 'streams', 'storage', 'server', 'client', 'index', 'pg'];
 
 if (!existsSync(EXE)) {
   console.error('bench: build first (npm run build)');

@@ -171,6 +171,8 @@ async function bundleSources(): Promise<void> {
     minify: true,
     legalComments: 'none',
     define: { APIE_VERSION: JSON.stringify(pkgJson.version), ...(files ? { APIE_CLIENT_FILES: JSON.stringify(files) } : {}) },
+    // pg's native bindings (an optional peer that pg requires only when asked for them): not used.
+    external: ['pg-native'],
     logLevel: 'warning',
   });
   if (result.errors.length) fail('esbuild failed');

@@ -16,12 +16,17 @@ Usage:
   apie streams                          list the streams with their counts and last hashes
   apie verify [--stream NAME]           check passwd, every stream's chain and every blob (or one stream); restore modes
   apie import-apie DIR [--stream NAME]  import an original Apie data directory: its events (into NAME, default: default) and blobs
+  apie migrate                          create or upgrade the schema of the PostgreSQL event store ("eventStore")
+  apie migrate --to URL|DIR [--stream NAME]
+                                        copy the events (every stream, or NAME) to a PostgreSQL database or a data directory; resumable, verified
   apie --version | --help
 
 The data directory is the first of: --data DIR; $APIE_DATA; the directory named
 in apie-data.path beside the executable; apie-data beside the executable;
 apie-data in the home directory of the account apie runs as (from the passwd
 database; init and serve create it there when none is found).
+The events live in the data directory, or in PostgreSQL when apie.json's "eventStore"
+(or $APIE_EVENT_STORE) is a postgres:// URL.
 Started by a web server (GATEWAY_INTERFACE set), apie answers one CGI request instead.
 `;
 
@@ -35,6 +40,7 @@ const commands: Record<string, () => Promise<Command>> = {
   verify: async () => (await import('./commands/verify.ts')).verify,
   streams: async () => (await import('./commands/streams.ts')).streams,
   'import-apie': async () => (await import('./commands/import.ts')).importApie,
+  migrate: async () => (await import('./commands/migrate.ts')).migrate,
 };
 
 /** Runs the command line; returns the exit code. */

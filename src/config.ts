@@ -27,6 +27,8 @@ export interface Config extends AccessConfig {
   publicUrl: string | null;
   /** Whether `apie serve` believes X-Forwarded-Proto, -Host and -For from the proxy in front of it. */
   trustProxy: boolean;
+  /** Where the event streams live: null for the files of the data directory, or a postgres:// URL (libpq's form). */
+  eventStore: string | null;
 }
 
 export const defaults: Config = {
@@ -41,6 +43,7 @@ export const defaults: Config = {
   storageStatic: false,
   publicUrl: null,
   trustProxy: false,
+  eventStore: null,
   admins: null,
   groups: {},
   access: [],
@@ -109,7 +112,19 @@ const checks: Record<Exclude<keyof Config, keyof AccessConfig>, Check> = {
     return (v as string).replace(/\/+$/, '');
   },
   trustProxy: flag,
+  eventStore: (v, key) => {
+    if (v === null || (typeof v === 'string' && isPostgresUrl(v))) return v;
+    throw misconfigured(`${key === EVENT_STORE_ENV ? EVENT_STORE_ENV : `apie.json: "${key}"`} must be a PostgreSQL URL (postgres://…) or null`);
+  },
 };
+
+/** Whether an event store setting names PostgreSQL. */
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//.test(url);
+}
+
+// Overrides apie.json's eventStore: several servers can share one data directory's settings and each name its database.
+const EVENT_STORE_ENV = 'APIE_EVENT_STORE';
 
 /** Validates parsed apie.json content and fills in the defaults. */
 export function parseConfig(raw: unknown): Config {
@@ -131,12 +146,20 @@ export function parseConfig(raw: unknown): Config {
  */
 export function configJson(config: Config): Record<string, unknown> {
   const octal = (mode: number) => `0${mode.toString(8)}`;
-  const { admins: _admins, groups: _groups, access: _access, ...rest } = config;
+  // eventStore may hold the database's password.
+  const { admins: _admins, groups: _groups, access: _access, eventStore: _eventStore, ...rest } = config;
   return { ...rest, fileMode: octal(config.fileMode), dirMode: octal(config.dirMode) };
 }
 
-/** Reads DIR/apie.json; a missing file means all defaults. */
+/** Reads DIR/apie.json (a missing file means all defaults), and APIE_EVENT_STORE. */
 export function loadConfig(dataDir: string): Config {
+  const config = readConfig(dataDir);
+  const env = process.env[EVENT_STORE_ENV];
+  if (env) config.eventStore = checks.eventStore(env, EVENT_STORE_ENV) as string;
+  return config;
+}
+
+function readConfig(dataDir: string): Config {
   const bytes = readFileNoFollow(dataDir, 'apie.json');
   if (bytes === null) return { ...defaults };
   const text = bytes.toString('utf8');

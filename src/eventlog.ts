@@ -9,7 +9,7 @@
 // lock, and a batch is visible whole or not at all. Knows nothing of HTTP.
 import { closeSync, constants, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, fchmodSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { isDeepStrictEqual } from 'node:util';
+import { chainHash, knownEvent, planAppend } from './appendplan.ts';
 import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
 import { ensureDir, narrowedMode, readFully, whenFull, writeFully } from './fsutil.ts';
@@ -25,6 +25,7 @@ import {
 import { withLock } from './lock.ts';
 import { logLocation } from './streams.ts';
 
+export { chainHash } from './appendplan.ts';
 export { EMPTY_HASH, LogReader, count, head, parseEventObject, waitForMore, type StoredEvent } from './eventreader.ts';
 
 /** An event as the API creates it; J is JSON.stringify of these fields in this order. */
@@ -52,12 +53,6 @@ export interface AppendResult {
 interface Record_ {
   hash: string;
   json: Buffer;
-}
-
-/** The chain: H(n) = sha256(H(n-1) + "\n" + J(n)), in lowercase hex. */
-export function chainHash(prev: string, json: Uint8Array): string {
-  // node:crypto is loaded here, at the first hash: reads never hash.
-  return process.getBuiltinModule('node:crypto').createHash('sha256').update(`${prev}\n`).update(json).digest('hex');
 }
 
 // In the server, the commit's fsyncs run in the thread pool: its event loop
@@ -283,82 +278,16 @@ class LogWriter extends ChainReader {
 
   /**
    * Appends the events of several requests in one commit, deciding each
-   * request in order. A refused request gets its error ('conflict',
-   * 'precondition-failed', 'bad-request') in its place: the others go ahead.
+   * request in order (appendplan.ts). A refused request gets its error
+   * ('conflict', 'precondition-failed', 'bad-request') in its place: the others go ahead.
    */
   async append(requests: AppendRequest[]): Promise<(AppendResult | ApieError)[]> {
-    const results: (AppendResult | ApieError)[] = [];
-    const records: Record_[] = [];
-    // Events appended by earlier requests of this commit, by eventId.
-    const pending = new Map<string, { stored: StoredEvent; event: NewEvent }>();
-    let last = this.last;
-    for (const { events, ifMatch } of requests) {
-      // Whatever one request throws is its own answer: it must not fail the others of the commit.
-      const mark = records.length;
-      const lastBefore = last;
-      try {
-        const retry = this.retried(events, pending);
-        if (retry) {
-          results.push(retry instanceof ApieError ? retry : { outcome: 'existing', events: retry });
-          continue;
-        }
-        if (ifMatch && !ifMatch.includes('*') && !ifMatch.includes(last)) {
-          results.push(new ApieError('precondition-failed', `the log's last hash is ${last}, not the one in If-Match`, { data: { lastHash: last } }));
-          continue;
-        }
-        const stored: StoredEvent[] = [];
-        for (const event of events) {
-          const json = Buffer.from(JSON.stringify({
-            eventId: event.eventId, eventType: event.eventType, body: event.body, createdBy: event.createdBy, createdAt: event.createdAt,
-          }));
-          const hash = chainHash(last, json);
-          const one = { seq: this.n + records.length + 1, hash, json };
-          records.push({ hash, json });
-          pending.set(event.eventId, { stored: one, event });
-          stored.push(one);
-          last = hash;
-        }
-        results.push({ outcome: 'appended', events: stored });
-      } catch (error) {
-        // Nothing of this request stays in the commit.
-        for (const r of records.splice(mark)) for (const [id, p] of pending) if (p.stored.hash === r.hash) pending.delete(id);
-        last = lastBefore;
-        results.push(error instanceof ApieError ? error : new ApieError('internal', 'internal error', { cause: error }));
-      }
-    }
+    const { results, records } = planAppend(requests, this.n, this.last, (eventId) => {
+      const seq = this.seqOfEventId(eventId);
+      return seq === undefined ? undefined : knownEvent(this.read(seq));
+    });
     if (records.length) await this.commit(records, this.end, Buffer.concat(records.map((r) => encodeRecord(r.hash, r.json))));
     return results;
-  }
-
-  // What a request whose eventIds are already stored gets: the stored events
-  // when all of them are, with the same content (a harmless retry); a refusal
-  // when only some are, or with other content, or when an eventId is in it
-  // twice. Undefined for a request that is new.
-  private retried(events: NewEvent[], pending: Map<string, { stored: StoredEvent; event: NewEvent }>): StoredEvent[] | ApieError | undefined {
-    const ids = new Set<string>();
-    for (const e of events) {
-      if (ids.has(e.eventId)) return new ApieError('bad-request', `eventId ${e.eventId} appears twice in the batch`);
-      ids.add(e.eventId);
-    }
-    const found = events.map((e) => this.storedEvent(e.eventId, pending));
-    const known = found.filter((f) => f !== undefined).length;
-    if (known === 0) return undefined;
-    if (known < events.length) {
-      return new ApieError('conflict', `${known} of the batch's ${events.length} eventIds are already in the log: a batch is retried whole or not at all`);
-    }
-    const other = events.findIndex((e, i) => found[i]!.event.eventType !== e.eventType || !isDeepStrictEqual(found[i]!.event.body, e.body));
-    if (other >= 0) return new ApieError('conflict', `eventId ${events[other].eventId} is already in the log with other content`);
-    return found.map((f) => f!.stored);
-  }
-
-  // An event already stored (or appended earlier in this commit) under this eventId, with its content.
-  private storedEvent(eventId: string, pending: Map<string, { stored: StoredEvent; event: NewEvent }>): { stored: StoredEvent; event: { eventType: unknown; body: unknown } } | undefined {
-    const earlier = pending.get(eventId);
-    if (earlier) return earlier;
-    const seq = this.seqOfEventId(eventId);
-    if (seq === undefined) return undefined;
-    const stored = this.read(seq);
-    return { stored, event: JSON.parse(stored.json.toString('utf8')) };
   }
 
   /** Appends exact JSON bytes that continue the chain after `after`. */

@@ -5,7 +5,7 @@
 // waits on them; a view is a snapshot, so a handler may await while it holds one.
 import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
-import { appendEvents, EMPTY_HASH, LogReader, verifyLog, waitForMore, type AppendRequest, type AppendResult, type StoredEvent } from './eventlog.ts';
+import { appendEvents, appendRaw, EMPTY_HASH, LogReader, verifyLog, waitForMore, type AppendRequest, type AppendResult, type StoredEvent } from './eventlog.ts';
 import { streamDir, streamNames } from './streams.ts';
 import type { Context } from './types.ts';
 
@@ -36,6 +36,8 @@ export interface EventStore {
   waitForMore(known: number, ms: number, signal?: AbortSignal): Promise<boolean>;
   /** Repairs and recomputes the whole chain; throws 'damaged' naming the first bad event. */
   verify(): Promise<{ count: number; hash: string; tableRebuilt?: boolean }>;
+  /** Appends exact JSON bytes continuing the chain after `after`, the current last hash (import, migrate: the command line's stores). */
+  appendRaw?(after: string, jsons: Buffer[]): Promise<{ count: number; hash: string }>;
 }
 
 /** The event stores of a data directory, one per stream (the name must be valid). */
@@ -43,6 +45,8 @@ export interface Streams {
   stream(name: string): EventStore;
   /** The names of the streams that exist, sorted. */
   names(): Promise<string[]>;
+  /** Ends what the stores keep open (connections), so the process may exit. */
+  close?(): Promise<void>;
 }
 
 /**
@@ -111,6 +115,7 @@ export function directStore(dataDir: string, name: string, config: Config): Even
     append: async (request) => settle((await appendEvents(dir, config, [request]))[0]),
     waitForMore: (known, ms, signal) => waitForMore(dir, known, ms, signal),
     verify: () => verifyLog(dir, config),
+    appendRaw: (after, jsons) => appendRaw(dir, config, after, jsons),
   };
 }
 
@@ -122,9 +127,45 @@ export function directStreams(dataDir: string, config: Config): Streams {
   };
 }
 
-/** The streams a request reaches: the server hands in its live stores; a CGI process goes to the files. */
+/**
+ * The one place a store is chosen: PostgreSQL when "eventStore" names it
+ * (its driver loaded at the first call, so no other path pays for it), else
+ * the files, through `server` when a server keeps them open.
+ */
+export function openStreams(dataDir: string, config: Config, server?: () => Streams): Streams {
+  if (config.eventStore !== null) return postgresStreams(config.eventStore, server !== undefined);
+  return server?.() ?? directStreams(dataDir, config);
+}
+
+function postgresStreams(url: string, server: boolean): Streams {
+  let loaded: Promise<Streams> | undefined;
+  const streams = () => (loaded ??= import('./pgstore/store.ts').then((m) => new m.PgStreams(url, server)));
+  const store = (name: string) => streams().then((s) => s.stream(name));
+  return {
+    stream: (name) => ({
+      name,
+      view: async () => (await store(name)).view(),
+      append: async (request) => (await store(name)).append(request),
+      waitForMore: async (known, ms, signal) => (await store(name)).waitForMore(known, ms, signal),
+      verify: async () => (await store(name)).verify(),
+      appendRaw: async (after, jsons) => (await store(name)).appendRaw!(after, jsons),
+    }),
+    names: async () => (await streams()).names(),
+    close: async () => {
+      if (loaded) await (await loaded).close?.();
+    },
+  };
+}
+
+// A process that serves one request opens its streams once.
+const opened = new WeakMap<Context, Streams>();
+
+/** The streams a request reaches: the server hands in its own; a CGI process opens the configured store. */
 export function streamsOf(ctx: Context): Streams {
-  return ctx.streams ?? directStreams(ctx.dataDir, ctx.config);
+  if (ctx.streams) return ctx.streams;
+  let streams = opened.get(ctx);
+  if (!streams) opened.set(ctx, (streams = openStreams(ctx.dataDir, ctx.config)));
+  return streams;
 }
 
 /** The result of one request of a batch, or its refusal thrown. */

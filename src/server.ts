@@ -5,6 +5,7 @@ import { handle, refuse } from './app.ts';
 import { corsOriginsDespiteErrors, loadConfig, type Config } from './config.ts';
 import { ApieError, errorResponse } from './errors.ts';
 import { FileCache } from './filecache.ts';
+import { openStreams } from './eventstore.ts';
 import { LiveStreams } from './livelog.ts';
 import { Logins } from './logins.ts';
 import { openToSend } from './nofollow.ts';
@@ -168,7 +169,8 @@ const shutdowns = new WeakMap<Server, AbortController>();
 export function startServer(opts: ServerOptions): Promise<Server> {
   const { dataDir } = opts.ctx;
   const cached = serverCache(dataDir);
-  const streams = new LiveStreams(dataDir, () => cached.config());
+  // The event store is chosen once, at start: a change of eventStore needs a restart.
+  const streams = openStreams(dataDir, opts.ctx.config, () => new LiveStreams(dataDir, () => cached.config()));
   const shutdown = new AbortController();
   const maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const maxWaiting = Math.max(1, Math.floor(maxConnections * WAITING_SHARE));
@@ -225,6 +227,7 @@ export function startServer(opts: ServerOptions): Promise<Server> {
   // Uploads of gigabytes may take long: no limit on the whole request, only on silence.
   server.requestTimeout = 0;
   shutdowns.set(server, shutdown);
+  server.once('close', () => void streams.close?.());
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve(server));

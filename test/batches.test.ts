@@ -6,14 +6,12 @@
 // are ever seen.
 import { spawn, spawnSync } from 'node:child_process';
 import * as assert from 'uvu/assert';
-import { ALICE, EXE, FRONT_END, FRONT_ENDS, cgiEnv, parseCgiOutput, siteSuite, startServe, stop, type Site } from './lib/harness.ts';
-import { assertChain, cgiProcess, H0, JSON_HEADERS, logHead, put } from './lib/events.ts';
+import { ALICE, EXE, FRONT_END, EVENT_FRONT_ENDS, cgiEnv, parseCgiOutput, siteSuite, startServe, stop, type Site } from './lib/harness.ts';
+import { assertChain, assertWholeBatches, batchOf, cgiProcess, H0, JSON_HEADERS, logHead, put, uuid } from './lib/events.ts';
 import { reportFaults } from './lib/faults.ts';
 import { seeded } from './lib/random.ts';
 
 const PATH = '/streams/orders/events';
-const uuid = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
-const batchOf = (n: number, tag: unknown, ids = false) => Array.from({ length: n }, (_, i) => ({ eventType: 'line', body: { tag, i, n }, ...(ids ? { eventId: uuid(i + 1) } : {}) }));
 
 async function all(site: Site, path = PATH): Promise<any[]> {
   const r = await site.request('GET', path, { auth: ALICE });
@@ -21,18 +19,7 @@ async function all(site: Site, path = PATH): Promise<any[]> {
   return r.json();
 }
 
-// Asserts that every batch (events sharing a body.tag) sits whole, contiguous and in order.
-function assertWholeBatches(events: any[]): void {
-  for (let at = 0; at < events.length;) {
-    const { tag, n } = events[at].body;
-    const run = events.slice(at, at + n);
-    assert.equal(run.map((e) => JSON.stringify(e.body.tag)), Array(n).fill(JSON.stringify(tag)), `batch ${JSON.stringify(tag)} at ${at} is not whole`);
-    assert.equal(run.map((e) => e.body.i), [...Array(n).keys()], `batch ${JSON.stringify(tag)} is out of order`);
-    at += n;
-  }
-}
-
-for (const fe of FRONT_ENDS) {
+for (const fe of EVENT_FRONT_ENDS) {
   const t = siteSuite(fe, `batches via ${fe.name}`, { config: { maxEventBytes: 65536 } });
 
   t('should append a batch whole, in order, answering the stored events with the last hash as ETag', async ({ site }) => {

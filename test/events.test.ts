@@ -3,12 +3,12 @@
 // paging, conditional requests, idempotent retries, HEAD, wait, verify, and
 // bad input that must leave the log unchanged.
 import * as assert from 'uvu/assert';
-import { ALICE, FRONT_ENDS, siteSuite, untilWaiting, waitFor, type Site } from './lib/harness.ts';
+import { ALICE, EVENT_FRONT_ENDS, siteSuite, untilWaiting, waitFor, type Site } from './lib/harness.ts';
 import { assertChain, cgiProcess, H0, logHead as headOf, put as putTo, seed as seedAt, sha } from './lib/events.ts';
 
 const UNKNOWN = 'ab'.repeat(32);
 
-for (const fe of FRONT_ENDS) for (const E of ['/events', '/streams/todo.list-1/events']) {
+for (const fe of EVENT_FRONT_ENDS) for (const E of ['/events', '/streams/todo.list-1/events']) {
   // Each test has its own data directory, and appends the events it needs.
   const t = siteSuite(fe, `events at ${E} via ${fe.name}`, { config: { maxEventBytes: 4096 } });
   const put = (site: Site, event: unknown, headers: Record<string, string> = {}) => putTo(site, event, headers, E);

@@ -5,7 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
-import { FRONT_ENDS, siteSuite, type Site } from './lib/harness.ts';
+import { EVENT_FRONT_ENDS, siteSuite, type Site } from './lib/harness.ts';
 import { JSON_HEADERS } from './lib/events.ts';
 
 const PASSWORD = 'pw';
@@ -48,7 +48,7 @@ function append(site: Site, user: User, path: string, body: unknown) {
   return site.request('PUT', path, { auth: auth(user), headers: JSON_HEADERS, body: JSON.stringify({ eventType: 'test', body }) });
 }
 
-for (const fe of FRONT_ENDS) {
+for (const fe of EVENT_FRONT_ENDS) {
   const t = siteSuite(fe, `permissions via ${fe.name}`, { config: CONFIG, users });
 
   t('should allow and refuse every cell of users × streams × read, write and verify', async ({ site }) => {
@@ -155,7 +155,7 @@ for (const fe of FRONT_ENDS) {
 }
 
 // Without admins, groups and access: everyone is an admin, as before.
-for (const fe of FRONT_ENDS) {
+for (const fe of EVENT_FRONT_ENDS) {
   const t = siteSuite(fe, `permissions: none configured via ${fe.name}`, { users: { alice: PASSWORD, bob: PASSWORD } });
 
   t('should let every user read, write, verify and delete anything', async ({ site }) => {

@@ -3,7 +3,7 @@
 // that an append to another does not answer. (Everything /events does, a
 // named stream does too: events.test.ts runs its cases at both paths.)
 import * as assert from 'uvu/assert';
-import { ALICE, FRONT_END, FRONT_ENDS, siteSuite, untilWaiting, type Site } from './lib/harness.ts';
+import { ALICE, FRONT_END, EVENT_FRONT_ENDS, siteSuite, untilWaiting, type Site } from './lib/harness.ts';
 import { assertChain, cgiProcess, H0, logHead, put } from './lib/events.ts';
 
 const HASH = 'ab'.repeat(32);
@@ -12,7 +12,7 @@ const BAD_NAMES = ['News', '-news', '.news', '_news', 'a'.repeat(129), 'a b', 'Ã
 
 const event = (n: unknown) => ({ eventType: 'test', body: n });
 
-for (const fe of FRONT_ENDS) {
+for (const fe of EVENT_FRONT_ENDS) {
   const t = siteSuite(fe, `streams via ${fe.name}`);
   const get = (site: Site, path: string, headers: Record<string, string> = {}) => site.request('GET', path, { auth: ALICE, headers });
 

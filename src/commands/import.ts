@@ -9,9 +9,9 @@ import { putBlob } from '../blobstore.ts';
 import { loadConfig } from '../config.ts';
 import { resolveDataDir } from '../datadir.ts';
 import { ApieError } from '../errors.ts';
-import { appendRaw, head } from '../eventlog.ts';
+import { openStreams } from '../eventstore.ts';
 import { locateOriginal, readOriginalLog, readOriginalMedia } from '../original.ts';
-import { DEFAULT_STREAM, parseStreamName, streamDir } from '../streams.ts';
+import { DEFAULT_STREAM, parseStreamName } from '../streams.ts';
 
 export async function importApie(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { stream: { type: 'string', default: DEFAULT_STREAM } });
@@ -23,13 +23,15 @@ export async function importApie(args: string[]): Promise<number> {
   const original = readOriginalLog(logDir);
   const blobs = mediaDir === undefined ? [] : await readOriginalMedia(mediaDir);
   if (original.jsons.length === 0 && blobs.length === 0) throw new ApieError('bad-request', 'the original has no events and no blobs: nothing to import');
-  const dir = streamDir(dataDir, stream);
+  const store = openStreams(dataDir, config).stream(stream);
   if (original.jsons.length) {
-    const current = head(dir).hash;
+    const view = await store.view();
+    view.close();
+    const current = view.head;
     if (current !== original.after) {
       throw new ApieError('conflict', `the imported chain starts after ${original.after}, but the stream ${stream} ends at ${current}; import into an empty stream`);
     }
-    const result = await appendRaw(dir, config, original.after, original.jsons);
+    const result = await store.appendRaw!(original.after, original.jsons);
     // Both sides hashed the same bytes: a difference is a bug, not the user's to fix.
     if (result.hash !== original.hash) throw new Error(`imported chain ends at ${result.hash}, expected ${original.hash}`);
     console.log(`apie: imported ${original.jsons.length} event(s) into the stream ${stream}; it has ${result.count}, last hash ${result.hash}`);

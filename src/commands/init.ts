@@ -51,6 +51,12 @@ export async function init(args: string[]): Promise<number> {
   const dir = positionals[0] !== undefined ? resolve(positionals[0]) : dataDirToCreate(values.data);
   const fresh = !existsSync(join(dir, 'apie.json'));
   await initDataDir(dir);
+  // The events in PostgreSQL: their tables too (as `apie migrate` makes them).
+  const { eventStore } = loadConfig(dir);
+  if (eventStore !== null) {
+    const { from, to } = await (await import('../pgstore/schema.ts')).migrateDatabase(eventStore);
+    if (from !== to) console.log(`apie: created the event store's tables (schema version ${to})`);
+  }
   console.log(`apie: data directory ${dir} is ready`);
   if (isPackaged()) printDeploy(dir, fresh);
   return 0;

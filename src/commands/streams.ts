@@ -2,16 +2,18 @@
 import { parse } from '../args.ts';
 import { resolveDataDir } from '../datadir.ts';
 import { ApieError } from '../errors.ts';
-import { head } from '../eventlog.ts';
-import { streamDir, streamNames } from '../streams.ts';
+import { loadConfig } from '../config.ts';
+import { openStreams } from '../eventstore.ts';
 
 export async function streams(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {});
   if (positionals.length) throw new ApieError('usage', `unexpected argument "${positionals[0]}"`);
   const dataDir = resolveDataDir(values.data);
-  for (const name of streamNames(dataDir)) {
-    const { count, hash } = head(streamDir(dataDir, name));
-    if (count > 0) console.log(`${name}\t${count}\t${hash}`);
+  const streams = openStreams(dataDir, loadConfig(dataDir));
+  for (const name of await streams.names()) {
+    const view = await streams.stream(name).view();
+    view.close();
+    if (view.count > 0) console.log(`${name}\t${view.count}\t${view.head}`);
   }
   return 0;
 }

@@ -7,11 +7,11 @@ import { parse } from '../args.ts';
 import { loadConfig, type Config } from '../config.ts';
 import { resolveDataDir } from '../datadir.ts';
 import { ApieError } from '../errors.ts';
-import { verifyLog } from '../eventlog.ts';
+import { openStreams, type Streams } from '../eventstore.ts';
 import { checkWritable } from '../hostfaults.ts';
 import { readPasswd } from '../passwd.ts';
 import { verifyBlobs } from '../blobstore.ts';
-import { DEFAULT_STREAM, parseStreamName, streamDir, streamNames } from '../streams.ts';
+import { DEFAULT_STREAM, parseStreamName } from '../streams.ts';
 import { checkSecret } from '../token.ts';
 
 // Damage is reported and the next part checked; anything else is a failure of verify itself.
@@ -21,11 +21,11 @@ function damaged(err: unknown): string {
 }
 
 // One stream's chain: a line on stdout, the damage on stderr; whether it is sound.
-async function verifyStream(dataDir: string, config: Config, name: string): Promise<boolean> {
+async function verifyStream(streams: Streams, name: string): Promise<boolean> {
   // The stream default keeps the line it had before there were streams.
   const label = name === DEFAULT_STREAM ? 'events' : `stream ${name}`;
   try {
-    const log = await verifyLog(streamDir(dataDir, name), config);
+    const log = await streams.stream(name).verify();
     console.log(`${label}: ok, ${log.count} event(s), last hash ${log.hash}${log.tableRebuilt ? ' (lookup table rebuilt)' : ''}`);
     return true;
   } catch (err) {
@@ -49,7 +49,8 @@ export async function verify(args: string[]): Promise<number> {
     console.error(`apie verify: ${damaged(err)}`);
     return 1;
   }
-  if (values.stream !== undefined) return (await verifyStream(dataDir, config, parseStreamName(values.stream))) ? 0 : 1;
+  const streams = openStreams(dataDir, config);
+  if (values.stream !== undefined) return (await verifyStream(streams, parseStreamName(values.stream))) ? 0 : 1;
   let ok = true;
 
   try {
@@ -65,13 +66,13 @@ export async function verify(args: string[]): Promise<number> {
 
   let names: string[] = [];
   try {
-    names = streamNames(dataDir);
+    names = await streams.names();
   } catch (err) {
     console.error(`apie verify: events: ${damaged(err)}`);
     ok = false;
   }
   if (!names.includes(DEFAULT_STREAM)) names.unshift(DEFAULT_STREAM);
-  for (const name of names) ok = (await verifyStream(dataDir, config, name)) && ok;
+  for (const name of names) ok = (await verifyStream(streams, name)) && ok;
 
   const secretProblem = checkSecret(dataDir);
   if (secretProblem) {

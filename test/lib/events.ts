@@ -25,6 +25,23 @@ export function assertChain(events: any[], prev = H0): string {
 
 export const JSON_HEADERS = { 'Content-Type': 'application/json' };
 
+/** The nth eventId of a batch made with ids. */
+export const uuid = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
+
+/** A batch of n events tagged `tag` (body { tag, i, n }), with eventIds uuid(1…n) when `ids`. */
+export const batchOf = (n: number, tag: unknown, ids = false) => Array.from({ length: n }, (_, i) => ({ eventType: 'line', body: { tag, i, n }, ...(ids ? { eventId: uuid(i + 1) } : {}) }));
+
+/** Asserts that every batch (events sharing a body.tag) sits whole, contiguous and in order. */
+export function assertWholeBatches(events: any[]): void {
+  for (let at = 0; at < events.length;) {
+    const { tag, n } = events[at].body;
+    const run = events.slice(at, at + n);
+    assert.equal(run.map((e) => JSON.stringify(e.body.tag)), Array(n).fill(JSON.stringify(tag)), `batch ${JSON.stringify(tag)} at ${at} is not whole`);
+    assert.equal(run.map((e) => e.body.i), [...Array(n).keys()], `batch ${JSON.stringify(tag)} is out of order`);
+    at += n;
+  }
+}
+
 /** Appends one event (or a batch, as an array) through the site, to `/events` or another stream's path; returns the reply. */
 export function put(site: Site, event: unknown, headers: Record<string, string> = {}, path = '/events', auth = ALICE): Promise<Reply> {
   return site.request('PUT', path, { auth, headers: { ...JSON_HEADERS, ...headers }, body: typeof event === 'string' ? event : JSON.stringify(event) });

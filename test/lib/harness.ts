@@ -11,6 +11,7 @@ import { basename, join, resolve } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { suite, type Test } from 'uvu';
 import { POINTER_FILE } from '../../src/datadir.ts';
+import { createDatabase, listening, POSTGRES_MISSING, sharedCluster } from './postgres.ts';
 import { accountExecutable, ensureAccount, suexecBuild, suexecLog, SUEXEC_MODULE, type Account } from './suexec.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -253,7 +254,8 @@ export async function startServe(dataDir: string, extra: string[] = [], exe = EX
 
 /** Stops a child process and waits for it. */
 export function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  // A child killed by a signal has no exit code, and exits only once.
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
   return new Promise((res) => {
     child.once('exit', (code) => res(code));
     child.kill(signal);
@@ -501,7 +503,7 @@ export async function apacheBase(): Promise<string> {
   return `http://127.0.0.1:${a.port}`;
 }
 
-export type FrontEnd<O extends SiteOptions = SiteOptions> = { name: 'cgi' | 'server' | 'apache' | 'suexec'; available: boolean; open(opts?: O): Promise<Site> };
+export type FrontEnd<O extends SiteOptions = SiteOptions> = { name: 'cgi' | 'server' | 'apache' | 'suexec' | 'cgi+pg' | 'server+pg'; available: boolean; open(opts?: O): Promise<Site> };
 
 function frontEnd<O extends SiteOptions = SiteOptions>(name: FrontEnd['name'], available: boolean, make: (parent: string, opts: O) => Promise<Site>): FrontEnd<O> {
   return {
@@ -533,10 +535,46 @@ export const FRONT_END = {
 /** The suEXEC front end, with its extra options; undefined when suEXEC cannot run here. */
 export const SUEXEC_FRONT_END = FRONT_END.suexec.available ? FRONT_END.suexec : undefined;
 export const FRONT_ENDS: FrontEnd[] = Object.values(FRONT_END) as FrontEnd[];
+
+// The data directories of sites whose events are in PostgreSQL, with their database's name.
+const pgSites = new Map<string, string>();
+
+// A front end whose events live in a database of their own in the test
+// process's PostgreSQL (apie.json's eventStore), its schema made by `apie migrate`.
+function withPostgres(make: (parent: string, opts: SiteOptions) => Promise<Site>): (parent: string, opts: SiteOptions) => Promise<Site> {
+  return async (parent, opts) => {
+    const db = createDatabase();
+    try {
+      const migrated = runCli(['migrate', '--data', parent], { env: { APIE_EVENT_STORE: db.url } });
+      if (migrated.status !== 0) throw new Error(`apie migrate: ${migrated.stderr}`);
+      const site = await make(parent, { ...opts, config: { ...opts.config, eventStore: db.url } });
+      pgSites.set(site.dataDir, db.name);
+      const close = site.close;
+      site.close = async () => {
+        await close();
+        pgSites.delete(site.dataDir);
+        db.drop();
+      };
+      return site;
+    } catch (err) {
+      db.drop();
+      throw err;
+    }
+  };
+}
+
+/** The cgi and server front ends with the events in PostgreSQL; unavailable (their tests skipped, and said so) without it. */
+export const PG_FRONT_END = {
+  cgi: frontEnd('cgi+pg', POSTGRES_MISSING === null, withPostgres(cgiSite)),
+  server: frontEnd('server+pg', POSTGRES_MISSING === null, withPostgres(serverSite)),
+};
+/** The front ends the event contract runs through: every one, and the PostgreSQL store through CGI and the server. */
+export const EVENT_FRONT_ENDS: FrontEnd[] = [...FRONT_ENDS, PG_FRONT_END.cgi, PG_FRONT_END.server];
 if (!(globalThis as any).__apieSkipsReported) {
   (globalThis as any).__apieSkipsReported = true;
   if (!HAS_APACHE) console.log('SKIPPED: Apache tests (apache2 is not installed; .ci/run installs it)');
   if (SUEXEC_MISSING !== null) console.log(`SKIPPED: suEXEC tests (${SUEXEC_MISSING})`);
+  if (POSTGRES_MISSING !== null) console.log(`SKIPPED: PostgreSQL tests (${POSTGRES_MISSING})`);
 }
 
 /** A directory and everything below it, directories first. */
@@ -615,6 +653,8 @@ function watchers(inodes: Set<string>): number[] {
  * must exist (the server watches it only then).
  */
 export function untilWaiting(dataDir: string): Promise<true> {
+  const database = pgSites.get(dataDir);
+  if (database !== undefined) return waitFor('a request listening for appends', () => listening(sharedCluster(), database) || undefined);
   return waitFor('a request waiting for an append', () => {
     const inodes = new Set<string>();
     const named = join(dataDir, 'events', 'streams');
