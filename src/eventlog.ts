@@ -456,10 +456,12 @@ async function withWriter<T>(dir: string, config: Config, fn: (w: LogWriter) => 
 
 /**
  * Appends requests to the log in `dir` under one lock, in one commit; one
- * result (or refusal) per request. `threaded`: fsync in the thread pool (a server).
+ * result (or refusal) per request. `threaded`: fsync in the thread pool (a
+ * server). A function for `requests` is called once the lock is held, so a
+ * server's group takes in what arrived while it waited for the lock.
  */
-export function appendEvents(dir: string, config: Config, requests: AppendRequest[], threaded = false): Promise<(AppendResult | ApieError)[]> {
-  return withWriter(dir, config, (w) => w.append(requests), threaded);
+export function appendEvents(dir: string, config: Config, requests: AppendRequest[] | (() => AppendRequest[]), threaded = false): Promise<(AppendResult | ApieError)[]> {
+  return withWriter(dir, config, (w) => w.append(typeof requests === 'function' ? requests() : requests), threaded);
 }
 
 /** Appends exact JSON bytes (an import) continuing the chain after `after`, which must be the current last hash. */

@@ -15,6 +15,10 @@ import { FileView, type EventStore, type EventView, type Streams } from './event
 import { streamDir, streamNames } from './streams.ts';
 import { OncePerTurn } from './turn.ts';
 
+// The longest a group commit waits for its group to grow (a commit's three
+// fsyncs take 5–10 ms here): a single client never waits, its groups are of one.
+const GATHER_MS = 1;
+
 // Stores kept open at once; idle ones beyond this are closed, least recently used first.
 const MAX_OPEN = 128;
 
@@ -77,6 +81,9 @@ export class LiveStore implements EventStore {
   private views = 0;
   private queue: Pending[] = [];
   private committing = false;
+  // The size of the last group, and what ends a wait for the next one to grow as large.
+  private lastGroup = 1;
+  private gathered?: () => void;
   private disposed = false;
   private readonly waiters = new Set<() => void>();
   private watcher?: FSWatcher;
@@ -131,6 +138,7 @@ export class LiveStore implements EventStore {
   append(request: AppendRequest): Promise<AppendResult> {
     return new Promise((resolve, reject) => {
       this.queue.push({ request, resolve, reject });
+      if (this.queue.length >= this.lastGroup) this.gathered?.();
       if (!this.committing) void this.commit();
     });
   }
@@ -144,22 +152,46 @@ export class LiveStore implements EventStore {
       // pool); yield once more to the event loop (its poll phase) before taking
       // the group, so that requests read in the same turn join it too.
       await new Promise((resolve) => setImmediate(resolve));
-      const group = this.queue;
-      this.queue = [];
+      if (this.queue.length < this.lastGroup) await this.gather();
+      // Taken once the lock is held: with several workers, what arrives
+      // while another worker commits joins this group.
+      let group: Pending[] | null = null;
+      const take = (): Pending[] => {
+        group ??= this.queue.splice(0);
+        this.lastGroup = Math.max(1, group.length);
+        return group;
+      };
       try {
-        const results = await appendEvents(this.dir, this.config(), group.map((p) => p.request), true);
-        group.forEach((p, i) => {
+        const results = await appendEvents(this.dir, this.config(), () => take().map((p) => p.request), true);
+        take().forEach((p, i) => {
           const result = results[i];
           if (result instanceof ApieError) p.reject(result);
           else p.resolve(result);
         });
       } catch (err) {
-        group.forEach((p) => p.reject(err));
+        // Or the lock was not had (busy, misconfigured): what is queued gets the refusal.
+        for (const p of take()) p.reject(err);
       }
       this.check.expire();
       this.wake();
     }
     this.committing = false;
+  }
+
+  // Waits until as many requests are queued as the last group held, at most
+  // GATHER_MS. Clients answered by one group send their next requests as soon
+  // as the answers reach them; without this wait, the one or two requests
+  // queued by then would make a group of their own, and 64 clients came in
+  // groups of 63 and 1 in turn, each group paying a whole commit's fsyncs.
+  private gather(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.gathered?.(), GATHER_MS);
+      this.gathered = () => {
+        this.gathered = undefined;
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 
   /** Verifies the log (eventlog.ts: without holding the lock for the whole pass); a verify asked for while one runs joins it. */
