@@ -16,7 +16,7 @@ export interface ApieRequest {
   body: AsyncIterable<Uint8Array>;
   /** Absolute URL of the program's root, without a trailing slash. */
   baseUrl: string;
-  /** Aborted when the client goes away (server front end only). */
+  /** Aborted when the client goes away (server front end; event streams and long polls only). */
   signal?: AbortSignal;
 }
 
