@@ -81,8 +81,9 @@ export class LiveStore implements EventStore {
   private views = 0;
   private queue: Pending[] = [];
   private committing = false;
-  // The size of the last group, and what ends a wait for the next one to grow as large.
-  private lastGroup = 1;
+  // How many clients are appending, as of the last commit (its group and
+  // what queued meanwhile), and what ends a wait for the next group to grow as large.
+  private expected = 1;
   private gathered?: () => void;
   private disposed = false;
   private readonly waiters = new Set<() => void>();
@@ -138,7 +139,7 @@ export class LiveStore implements EventStore {
   append(request: AppendRequest): Promise<AppendResult> {
     return new Promise((resolve, reject) => {
       this.queue.push({ request, resolve, reject });
-      if (this.queue.length >= this.lastGroup) this.gathered?.();
+      if (this.queue.length >= this.expected) this.gathered?.();
       if (!this.committing) void this.commit();
     });
   }
@@ -152,13 +153,12 @@ export class LiveStore implements EventStore {
       // pool); yield once more to the event loop (its poll phase) before taking
       // the group, so that requests read in the same turn join it too.
       await new Promise((resolve) => setImmediate(resolve));
-      if (this.queue.length < this.lastGroup) await this.gather();
+      if (this.queue.length < this.expected) await this.gather();
       // Taken once the lock is held: with several workers, what arrives
       // while another worker commits joins this group.
       let group: Pending[] | null = null;
       const take = (): Pending[] => {
         group ??= this.queue.splice(0);
-        this.lastGroup = Math.max(1, group.length);
         return group;
       };
       try {
@@ -172,17 +172,19 @@ export class LiveStore implements EventStore {
         // Or the lock was not had (busy, misconfigured): what is queued gets the refusal.
         for (const p of take()) p.reject(err);
       }
+      this.expected = Math.max(1, take().length + this.queue.length);
       this.check.expire();
       this.wake();
     }
     this.committing = false;
   }
 
-  // Waits until as many requests are queued as the last group held, at most
-  // GATHER_MS. Clients answered by one group send their next requests as soon
-  // as the answers reach them; without this wait, the one or two requests
-  // queued by then would make a group of their own, and 64 clients came in
-  // groups of 63 and 1 in turn, each group paying a whole commit's fsyncs.
+  // Waits until as many requests are queued as there are clients appending
+  // (the last group and what queued during its commit), at most GATHER_MS.
+  // Clients answered by one group send their next requests as soon as the
+  // answers reach them: without this wait, the few queued by then made a
+  // group of their own, and 64 clients came in groups of 63 and 1 (or 32
+  // and 32) in turn, each group paying a whole commit's fsyncs.
   private gather(): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.gathered?.(), GATHER_MS);
