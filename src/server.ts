@@ -163,6 +163,22 @@ async function send(res: ServerResponse, out: ApieResponse): Promise<number> {
   return bodyLength(body) ?? 0;
 }
 
+// The access log's lines of one turn of the event loop, written together
+// (stderr to a file or a pipe is written synchronously: one write(2) per
+// request was on every request's path).
+const accessLines: string[] = [];
+
+function logAccess(line: string): void {
+  if (accessLines.length === 0) setImmediate(flushAccess);
+  accessLines.push(line);
+}
+
+function flushAccess(): void {
+  if (accessLines.length === 0) return;
+  process.stderr.write(`${accessLines.join('\n')}\n`);
+  accessLines.length = 0;
+}
+
 // Each server's signal that ends its long polls and event streams when it stops.
 const shutdowns = new WeakMap<Server, AbortController>();
 
@@ -217,7 +233,7 @@ export function startServer(opts: ServerOptions): Promise<Server> {
     const bytes = await send(res, out).catch((err) => { console.error(err); res.destroy(); return 0; });
     if (!opts.quiet) {
       const ms = (performance.now() - started).toFixed(1);
-      console.error(`${clientOf(req, trustProxy)} ${req.method} ${req.url} ${out.status} ${bytes} ${ms}ms ${ctx?.user?.name ?? '-'}`);
+      logAccess(`${clientOf(req, trustProxy)} ${req.method} ${req.url} ${out.status} ${bytes} ${ms}ms ${ctx?.user?.name ?? '-'}`);
     }
   });
   server.on('connection', (socket) => {
@@ -245,7 +261,10 @@ export function startServer(opts: ServerOptions): Promise<Server> {
  */
 export function stopServer(server: Server, graceMs = 10_000): Promise<void> {
   return new Promise((resolve) => {
-    server.close(() => resolve());
+    server.close(() => {
+      flushAccess();
+      resolve();
+    });
     shutdowns.get(server)?.abort();
     server.closeIdleConnections();
     setTimeout(() => server.closeAllConnections(), graceMs).unref();
