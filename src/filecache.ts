@@ -31,6 +31,9 @@ export class FileCache<T> {
     const s = lstatSync(this.path, { throwIfNoEntry: false });
     const signature = s ? `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}:${s.mode}` : '';
     if (signature !== this.seen || this.value === undefined) {
+      // What fails to load fails every request until fixed, not just the
+      // first of a turn (the others would get the old value).
+      this.value = undefined;
       this.value = this.load();
       this.seen = signature;
     }
