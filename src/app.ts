@@ -56,8 +56,8 @@ async function dispatch(req: ApieRequest, ctx: Context, cors: Record<string, str
   // Runs of slashes count as one, as Apache (MergeSlashes) and nginx count
   // them before a CGI program sees the path: every front end agrees.
   const path = req.path.replace(/\/{2,}/g, '/');
-  const allow = allowed(path);
-  if (req.method === 'OPTIONS' && allow !== null) {
+  const allow = req.method === 'OPTIONS' ? allowed(path) : null;
+  if (allow !== null) {
     // CORS preflight carries no credentials, so it is answered before auth
     // (on known paths only: an unknown one reveals nothing without them).
     const preflight = cors['Access-Control-Allow-Origin'] ? preflightHeaders(allow) : {};

@@ -14,13 +14,16 @@ export function unauthorized(message: string) {
 const BASIC_RE = /^Basic +([A-Za-z0-9+/]+={0,2}) *$/i;
 const BEARER_RE = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i;
 
+// Invalid UTF-8 is not credentials (a decoder holds no state between whole decodes).
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 /** Parses Basic credentials into [name, password], or null when malformed. */
 function parseBasic(header: string): [string, string] | null {
   const m = BASIC_RE.exec(header);
   if (!m || m[1].length % 4 !== 0) return null;
   let decoded: string;
   try {
-    decoded = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(m[1], 'base64'));
+    decoded = UTF8.decode(Buffer.from(m[1], 'base64'));
   } catch {
     return null;
   }
@@ -44,7 +47,7 @@ export async function authenticate(req: ApieRequest, ctx: Context): Promise<User
   const passwd = passwdOf(ctx);
   if (bearer) {
     const { nodeHmac, verifyToken } = await import('./token.ts');
-    const cached = ctx.cached && { secret: ctx.cached.tokenSecret, hmac: nodeHmac };
+    const cached = ctx.cached && { secret: ctx.cached.tokenSecret, hmac: nodeHmac, verified: ctx.cached.tokens };
     const user = verifyToken(ctx.dataDir, bearer[1], (name) => passwd.users.get(name), cached);
     if (!user) throw unauthorized('invalid or expired token');
     return user;

@@ -100,11 +100,17 @@ export class LogReader {
   protected logFd?: number;
   protected tableFd?: number;
   protected table?: TableInfo;
+  // The last record header read by a read-only view (a writer may rewrite an
+  // uncommitted record): a lookup by hash confirms the event's header, and
+  // the read that follows needs the same one.
+  private lastHeader?: { seq: number; hash: string; offset: number; start: number; end: number };
+  private readonly readOnly: boolean;
 
   /** Opens the log in `dir` read-only, or for writing ('r+') when the caller holds the lock. */
   constructor(dir: string, flags: 'r' | 'r+' = 'r') {
     this.dir = dir;
     this.n = 0;
+    this.readOnly = flags === 'r';
     this.open(flags);
   }
 
@@ -134,6 +140,11 @@ export class LogReader {
     this.offsetsFd = this.logFd = this.tableFd = undefined;
     this.events?.close();
     this.events = undefined;
+  }
+
+  /** The committed count on disk now: above count once appends were committed since this view opened. */
+  committedNow(): number {
+    return this.offsetsFd === undefined ? count(this.dir) : committedCount(this.offsetsFd);
   }
 
   /** The hash of the last event (EMPTY_HASH for an empty log). */
@@ -168,6 +179,7 @@ export class LogReader {
 
   /** The record header of event seq: its hash and where its JSON lies. */
   protected headerAt(seq: number): { hash: string; offset: number; start: number; end: number } {
+    if (this.lastHeader?.seq === seq) return this.lastHeader;
     const [entry] = readEntries(this.offsetsFd!, seq, seq);
     const buf = Buffer.alloc(MAX_HEADER);
     const got = readFully(this.logFd!, buf, entry.offset);
@@ -177,7 +189,9 @@ export class LogReader {
     if (nl < 66 || !HASH_RE.test(hash) || !Number.isSafeInteger(length)) throw damagedAt(seq, 'record header is damaged');
     if (!hashKey(hash).equals(entry.hashKey)) throw damagedAt(seq, 'offsets entry does not match its record');
     const start = entry.offset + nl + 1;
-    return { hash, offset: entry.offset, start, end: start + length + 1 };
+    const header = { seq, hash, offset: entry.offset, start, end: start + length + 1 };
+    if (this.readOnly) this.lastHeader = header;
+    return header;
   }
 
   /** One event. */

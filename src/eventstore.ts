@@ -5,7 +5,7 @@
 // waits on them; a view is a snapshot, so a handler may await while it holds one.
 import type { Config } from './config.ts';
 import { ApieError } from './errors.ts';
-import { appendEvents, appendRaw, EMPTY_HASH, LogReader, verifyLog, waitForMore, type AppendRequest, type AppendResult, type StoredEvent } from './eventlog.ts';
+import { appendEvents, appendRaw, LogReader, verifyLog, waitForMore, type AppendRequest, type AppendResult, type StoredEvent } from './eventlog.ts';
 import { streamDir, streamNames } from './streams.ts';
 import type { Context } from './types.ts';
 
@@ -50,8 +50,9 @@ export interface Streams {
 }
 
 /**
- * A snapshot over a file reader of the log: events past `count` (appended
- * after the snapshot, seen by a reader that is shared and moves on) are not in it.
+ * A snapshot over a reader of the log's files, whose count was fixed when it
+ * was opened; the reader may be shared by other views of the same count
+ * (livelog.ts) and is released, not closed, by close().
  */
 export class FileView implements EventView {
   readonly count: number;
@@ -59,11 +60,12 @@ export class FileView implements EventView {
   private readonly reader: LogReader;
   private readonly release: () => void;
 
-  constructor(reader: LogReader, release: () => void) {
+  /** `head`: the reader's last hash, when the caller knows it already. */
+  constructor(reader: LogReader, release: () => void, head?: string) {
     this.reader = reader;
     this.release = release;
     this.count = reader.count;
-    this.head = this.count === 0 ? EMPTY_HASH : reader.read(this.count).hash;
+    this.head = head ?? reader.lastHash();
   }
 
   async seqOfHash(hash: string): Promise<number | undefined> {

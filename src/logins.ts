@@ -7,6 +7,7 @@
 // `apie user passwd` or removing the user drops it. Only a successful check is
 // kept, so a wrong password is never taken for right, and a name that does not
 // exist still costs a full bcrypt check, as a wrong password does.
+// Verified bearer tokens are kept too (VerifiedTokens), sparing the HMAC.
 import type { User } from './types.ts';
 
 const MAX_ENTRIES = 1000;
@@ -43,11 +44,37 @@ export class Logins {
 
   /** Keeps a check that succeeded. */
   remember(name: string, password: string, user: User): void {
-    const id = this.id(name, password);
-    this.entries.delete(id);
-    if (this.entries.size >= MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(id, { hash: user.hash, until: Date.now() + MAX_AGE_MS });
+    keep(this.entries, this.id(name, password), { hash: user.hash, until: Date.now() + MAX_AGE_MS });
   }
+}
+
+/**
+ * Bearer tokens the server verified, by the token itself (no secret to this
+ * process, which holds the key that signs them): a token sent again costs no
+ * HMAC while it is checked under the same secret (a rotation drops them all)
+ * for the same passwd hash of its user. Its expiry is still read from the
+ * token on every request (token.ts).
+ */
+export class VerifiedTokens {
+  private readonly entries = new Map<string, { secret: Buffer; hash: string }>();
+
+  /** Whether this token was verified under `secret` for a user whose passwd hash is `hash`. */
+  has(token: string, secret: Buffer, hash: string): boolean {
+    const entry = this.entries.get(token);
+    return entry !== undefined && entry.secret === secret && entry.hash === hash;
+  }
+
+  /** Keeps a token that was verified. */
+  add(token: string, secret: Buffer, hash: string): void {
+    keep(this.entries, token, { secret, hash });
+  }
+}
+
+// Sets an entry of a bounded map: when full, the oldest goes first.
+function keep<V>(entries: Map<string, V>, key: string, value: V): void {
+  entries.delete(key);
+  if (entries.size >= MAX_ENTRIES) entries.delete(entries.keys().next().value!);
+  entries.set(key, value);
 }
 
 const crypto = () => process.getBuiltinModule('node:crypto');

@@ -49,6 +49,14 @@ const routes: Route[] = [
   },
 ];
 
+// Each handler is imported once: a server's later requests skip the import's promises.
+for (const r of routes) {
+  for (const [method, load] of Object.entries(r.methods)) {
+    let loaded: Handler | undefined;
+    r.methods[method] = async () => (loaded ??= await load());
+  }
+}
+
 export interface Match {
   load: Load;
   params: string[];

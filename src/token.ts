@@ -9,6 +9,7 @@ import { createOnce, whenFull, writeFileAtomic } from './fsutil.ts';
 import { SafeDir, readFileNoFollow } from './nofollow.ts';
 import { MAX_NAME_LENGTH } from './passwd.ts';
 import { constantTimeEqual, HASH_RE, hmacSha256 } from './sha256.ts';
+import type { VerifiedTokens } from './logins.ts';
 import type { User } from './types.ts';
 
 const SECRET_FILE = 'token-secret';
@@ -121,14 +122,23 @@ const NO_USER_HASH = '$2b$10$'.padEnd(60, '.');
  * not valid. A well-formed, unexpired token costs one secret read and one
  * HMAC whether its user exists or not: no timing tells which names do.
  */
-export function verifyToken(dataDir: string, token: string, find: (name: string) => User | undefined, cached?: { secret: () => Buffer | null; hmac: Hmac }): User | null {
+export function verifyToken(dataDir: string, token: string, find: (name: string) => User | undefined, cached?: ServerTokens): User | null {
   const m = TOKEN_RE.exec(token);
   if (!m || Number(m[2]) * 1000 <= Date.now()) return null;
   const user = find(Buffer.from(m[1], 'base64url').toString('utf8'));
   const secret = cached ? cached.secret() : readSecret(dataDir);
   if (!secret) return null;
+  if (user && cached?.verified.has(token, secret, user.hash)) return user;
   // Compared as text, so a token differs from the issued one in no character at all.
   const expected = Buffer.from(sign(secret, `${m[1]}.${m[2]}`, user?.hash ?? NO_USER_HASH, cached?.hmac).toString('base64url'));
   const valid = constantTimeEqual(expected, Buffer.from(m[3]));
+  if (valid && user) cached?.verified.add(token, secret, user.hash);
   return valid && user ? user : null;
+}
+
+/** What a server keeps for checking tokens: the cached secret, node:crypto's HMAC, the tokens it verified. */
+export interface ServerTokens {
+  secret: () => Buffer | null;
+  hmac: Hmac;
+  verified: VerifiedTokens;
 }

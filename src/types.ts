@@ -1,7 +1,7 @@
 // The request and response shapes shared by both front ends (CGI and server).
 import type { Config } from './config.ts';
 import type { Streams } from './eventstore.ts';
-import type { Logins } from './logins.ts';
+import type { Logins, VerifiedTokens } from './logins.ts';
 import type { Passwd } from './passwd.ts';
 
 export interface ApieRequest {
@@ -16,7 +16,7 @@ export interface ApieRequest {
   body: AsyncIterable<Uint8Array>;
   /** Absolute URL of the program's root, without a trailing slash. */
   baseUrl: string;
-  /** Aborted when the client goes away (server front end only). */
+  /** Aborted when the client goes away (server front end; event streams and long polls only). */
   signal?: AbortSignal;
 }
 
@@ -62,6 +62,7 @@ export interface Cached {
   /** The token secret as of now, or null when none has been made. */
   tokenSecret(): Buffer | null;
   logins: Logins;
+  tokens: VerifiedTokens;
 }
 
 /** A route's handler; `params` are the path's groups (undefined for one the path leaves out). */

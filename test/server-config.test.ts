@@ -78,4 +78,15 @@ t('should refuse tokens at once after `apie token rotate`', async ({ base, dataD
   assert.is(await status(base, '/info', bearer), 401);
 });
 
+t('should refuse a token at once after its user\'s password changed, though it was verified before', async ({ base, dataDir }) => {
+  const res = await fetch(`${base}/auth/token`, { method: 'POST', headers: basic(ALICE) });
+  const bearer = { Authorization: `Bearer ${((await res.json()) as { token: string }).token}` };
+  // Twice: the second answer may come from the verified tokens.
+  assert.is(await status(base, '/info', bearer), 200);
+  assert.is(await status(base, '/info', bearer), 200);
+  const r = runCli(['user', 'passwd', 'alice@example.com', '--data', dataDir], { input: 'changed\n' });
+  assert.is(r.status, 0, r.stderr);
+  assert.is(await status(base, '/info', bearer), 401);
+});
+
 t.run();

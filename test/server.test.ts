@@ -2,7 +2,7 @@
 // writers, group commit under many appenders, long polls and Server-Sent
 // Events woken by appends, early 413s, workers, graceful shutdown.
 import { request as httpRequest } from 'node:http';
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -159,6 +159,28 @@ for (const workers of ['1', '2']) {
 
   t.run();
 }
+
+const snapshots = withServer('server: snapshots', ['--workers', '1']);
+
+// The server's views are snapshots of the log's files at one count: each
+// append makes the next read open a new one, and the old ones must be closed.
+snapshots('should keep no files open for snapshots of a log that has grown since', async ({ base, child }) => {
+  const openFiles = () => readdirSync(`/proc/${child.pid}/fd`).length;
+  const first = (await append(base, 0)).json().hash;
+  assert.is((await call(base, 'GET', `/events/${first}`)).status, 200);
+  const before = openFiles();
+  for (let i = 1; i <= 100; i++) {
+    const { hash } = (await append(base, i)).json();
+    // Several reads at once share a snapshot; the next append retires it.
+    const reads = await Promise.all([call(base, 'GET', `/events/${hash}`), call(base, 'GET', `/events?after=${first}`), call(base, 'HEAD', '/events')]);
+    assert.equal(reads.map((r) => r.status), [200, 200, 200]);
+    assert.is(reads[1].json().length, i);
+  }
+  // A few sockets may still be closing; a snapshot left open per append would be hundreds of files.
+  assert.ok(openFiles() - before < 20, `${openFiles() - before} more files open after 100 appends and reads`);
+});
+
+snapshots.run();
 
 const limits = withServer('server: limits');
 
