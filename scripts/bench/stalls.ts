@@ -3,7 +3,9 @@
 // its fsyncs left the event loop (built from BEFORE in the same run), and
 // reads against a bare node:http cluster of the same size.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { availableParallelism } from 'node:os';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { freePort, startServe, stop } from '../../test/lib/harness.ts';
 import { executableAt } from './baseline.ts';
 import { basicAuth, NODE, type Row } from './lib.ts';
@@ -73,8 +75,13 @@ async function inTurns(a: () => Promise<Load>, b: () => Promise<Load>, by: Pick)
 export async function stallRows(log: string, one: string): Promise<Row[]> {
   const workers = availableParallelism();
   const s = `server (${workers} workers)`;
-  // Both servers run on the same log at once (they share its lock), loaded in turns.
-  const old = await startServe(log, ['--quiet'], executableAt(BEFORE));
+  // The server built from BEFORE gets a copy of the log, loaded in turns with
+  // this one: it knows only the table's first format, so on a shared log it
+  // would rebuild, under the lock both take, the table this one converted
+  // (and this one convert it back), and both would measure that.
+  const copy = mkdtempSync(join(tmpdir(), 'apie-bench-before-'));
+  cpSync(log, copy, { recursive: true });
+  const old = await startServe(copy, ['--quiet'], executableAt(BEFORE));
   let server: Awaited<ReturnType<typeof startServe>> | undefined;
   let node: ChildProcess | undefined;
   try {
@@ -111,5 +118,6 @@ export async function stallRows(log: string, one: string): Promise<Row[]> {
     node?.kill('SIGTERM');
     if (server) await stop(server.child);
     await stop(old.child);
+    rmSync(copy, { recursive: true, force: true });
   }
 }
