@@ -203,7 +203,8 @@ export function* seqsWithKey(fd: number, info: TableInfo, key: Buffer, kind: num
     return;
   }
   const word = key.readUInt32LE(0);
-  const page = Buffer.allocUnsafe(PAGE);
+  const page = pageBuffer();
+  const words = wordsOf(page);
   // Read again from the header: a writer may have grown the table since `info` was read.
   for (let tries = 0; tries < 16; tries++) {
     const layout = readLayout(fd);
@@ -211,11 +212,11 @@ export function* seqsWithKey(fd: number, info: TableInfo, key: Buffer, kind: num
     const found: number[] = [];
     for (let p = first, hops = 0; p !== 0 && hops <= 1 << MAX_DEPTH; hops++) {
       readPage(fd, p, page);
-      for (let at = BUCKET_HEAD; at < PAGE; at += PAGE_SLOT) {
-        const seq = page.readUInt32LE(at + 4);
-        if (seq !== 0 && page.readUInt32LE(at) === word) found.push(seq);
+      for (let w = BUCKET_HEAD / 4; w < PAGE / 4; w += 2) {
+        const seq = words[w + 1];
+        if (seq !== 0 && words[w] === word) found.push(seq);
       }
-      p = page.readUInt32LE(4);
+      p = words[1];
     }
     yield* found;
     // A split moves keys only after repointing their entry: an entry that
@@ -280,6 +281,20 @@ function writeDir(fd: number, info: PagedTable, index: number, page: number): vo
 }
 
 // A page past the end (cut by a kill) reads as empty.
+// Buckets are scanned as 32-bit words through a typed array, not with
+// Buffer.readUInt32LE: a CGI process scans a few hundred buckets per batch
+// before the JIT has warmed up, and those calls made a batch of 100 events
+// cost a third more. The words are the file's little-endian ones on the
+// little-endian machines Apie runs on (x64, arm64), as the rebuild's view of
+// offsets already assumes.
+function pageBuffer(): Buffer {
+  return Buffer.from(new ArrayBuffer(PAGE));
+}
+
+function wordsOf(page: Buffer): Uint32Array {
+  return new Uint32Array(page.buffer, page.byteOffset, PAGE / 4);
+}
+
 function readPage(fd: number, page: number, buf: Buffer): void {
   buf.fill(0, readFully(fd, buf, page * PAGE));
 }
@@ -315,7 +330,7 @@ export function slotsOf(entries: Entry[], first: number): Slot[] {
  */
 export function insertSlots(fd: number, info: TableInfo, slots: Slot[], indexed: number): boolean {
   if (info.format === 1) return false;
-  const page = Buffer.allocUnsafe(PAGE);
+  const page = pageBuffer();
   for (const s of slots) insertSlot(fd, info, s.key.readUInt32LE(0), s.seq, page);
   setIndexed(fd, info, indexed);
   return true;
@@ -327,13 +342,14 @@ function insertSlot(fd: number, info: PagedTable, word: number, seq: number, pag
     let free = -1;
     let last = first;
     let hops = 0;
-    for (let p = first; p !== 0 && hops <= 1 << MAX_DEPTH; p = page.readUInt32LE(4), hops++) {
+    const words = wordsOf(page);
+    for (let p = first; p !== 0 && hops <= 1 << MAX_DEPTH; p = words[1], hops++) {
       readPage(fd, p, page);
       last = p;
-      for (let at = BUCKET_HEAD; at < PAGE; at += PAGE_SLOT) {
-        const s = page.readUInt32LE(at + 4);
-        if (s === seq && page.readUInt32LE(at) === word) return; // in already (a commit done again)
-        if (s === 0 && free < 0) free = p * PAGE + at;
+      for (let w = BUCKET_HEAD / 4; w < PAGE / 4; w += 2) {
+        const s = words[w + 1];
+        if (s === seq && words[w] === word) return; // in already (a commit done again)
+        if (s === 0 && free < 0) free = p * PAGE + w * 4;
       }
     }
     if (free >= 0) {
