@@ -130,7 +130,10 @@ const ROUNDS: [waiters: number, rounds: number][] = [[1, 8], [7, 4], [15, 3]];
       const answered = new Set<string>();
       let injected = 0;
       let mostWriters = 0;
-      for (let round = 0; round < rounds; round++) {
+      // A holder can finish between two looks at /proc on a busy machine: more
+      // rounds (up to four times as many) until half as many holders as rounds were killed.
+      let round = 0;
+      for (; round < rounds || (injected < rounds / 2 && round < rounds * 4); round++) {
         // One contender in four (at least one) is `apie verify`, which repairs and rechecks the log under the same lock.
         const contenders = Array.from({ length: waiters + 1 }, (_, k) => k % 4 === 1
           ? contend(['verify'], cliEnv(site.dataDir))
@@ -152,8 +155,7 @@ const ROUNDS: [waiters: number, rounds: number][] = [[1, 8], [7, 4], [15, 3]];
       const lost = [...answered].filter((h) => !present.has(h)).length;
       reportFaults(`lock: event log holder killed, ${waiters} waiter(s)`, injected, lost);
       assert.is(lost, 0, `${lost} of ${answered.size} answered events are missing`);
-      // Best effort: a holder can finish between two looks at /proc on a busy machine.
-    assert.ok(injected >= rounds / 2, `only ${injected} holders were killed in ${rounds} rounds`);
+      assert.ok(injected >= rounds / 2, `only ${injected} holders were killed in ${round} rounds`);
       assert.is(mostWriters <= 1, true, `${mostWriters} processes had the log open for writing at once`);
       assertChain(events);
       const verified = await site.request('POST', '/events/verify', { auth: ALICE });
